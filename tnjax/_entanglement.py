@@ -1,0 +1,3 @@
+"""Public names of tnjax's entanglement features (re-exported by tnjax/__init__.py)."""
+
+__all__: list[str] = []
