@@ -1,0 +1,107 @@
+"""Shared benchmark harness: timing (compile apart from steady state), machine info,
+matmul peak, JSON + plot output. Every script in benchmarks/ uses it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def block(x: Any) -> Any:
+    """Wait for every array in a pytree (jax or numpy) to be computed."""
+    return jax.block_until_ready(x)
+
+
+def time_call(fn: Callable[[], Any], *, repeats: int = 10, warmup: int = 2, min_time: float = 0.0):
+    """First call (compile + run) timed apart, then the median of ``repeats`` calls.
+
+    Returns a dict with ``first_s`` (first call, including compilation for jitted code),
+    ``median_s``, ``min_s`` and ``repeats``. Runs at least ``min_time`` seconds of repeats.
+    """
+    t0 = time.perf_counter()
+    block(fn())
+    first = time.perf_counter() - t0
+    for _ in range(max(warmup - 1, 0)):
+        block(fn())
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        block(fn())
+        times.append(time.perf_counter() - t0)
+    return {
+        "first_s": first,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "repeats": len(times),
+    }
+
+
+def time_jit(fn, *args, repeats: int = 10, warmup: int = 2, min_time: float = 0.0):
+    """Time a jitted function: compile time (``lower(...).compile()``) reported apart from
+    the steady-state median of the compiled executable."""
+    jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    stats = time_call(lambda: compiled(*args), repeats=repeats, warmup=warmup, min_time=min_time)
+    stats["compile_s"] = compile_s
+    return stats
+
+
+def matmul_peak_gflops(*, n: int = 2048, dtype=jnp.float32, repeats: int = 10) -> float:
+    """This machine's measured peak: GFLOP/s of a large jitted matmul."""
+    k1, k2 = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(k1, (n, n), dtype)
+    b = jax.random.normal(k2, (n, n), dtype)
+    stats = time_jit(jnp.matmul, a, b, repeats=repeats)
+    return 2 * n**3 / stats["median_s"] / 1e9
+
+
+def machine_info() -> dict:
+    dev = jax.devices()[0]
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "n_devices": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_json(name: str, payload: dict, *, out_dir: str | None = None) -> str:
+    out_dir = out_dir or RESULTS
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump({"machine": machine_info(), **payload}, f, indent=2, default=float)
+    return path
+
+
+def plot_path(name: str, *, out_dir: str | None = None) -> str:
+    out_dir = out_dir or RESULTS
+    os.makedirs(out_dir, exist_ok=True)
+    return os.path.join(out_dir, f"{name}.png")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """Standard flags: ``--quick`` (seconds, for tests) and ``--out`` (results folder)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for tests (seconds)")
+    p.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
+    return p
