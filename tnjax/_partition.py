@@ -142,16 +142,15 @@ class Partition:
 
     @classmethod
     def mirror_pairs(cls, shape: Sequence[int]) -> Partition:
-        """Splits every left-right mirror pair ((i, j), (i, w-1-j)), sending the left
-        member to side A on a checkerboard of the left half and the right one elsewhere:
-        high entanglement for mirror pooling, mixed for square pooling."""
+        """Splits every left-right mirror pair ((i, j), (i, w-1-j)): side A holds the left
+        member on even rows and the right member on odd rows. Mirror pooling joins each
+        pair at its first level; square pooling meets the pairs only near the root."""
         h, w = _image(_shape_of(shape), "mirror_pairs")
         if w % 2:
             raise ValueError(f"mirror_pairs needs an even width, got {w}")
         i, j = np.indices((h, w))
         left = j < w // 2
-        jj = np.where(left, j, w - 1 - j)
-        mask = ((i + jj) % 2 == 0) == left
+        mask = (i % 2 == 0) == left
         return cls(tuple(mask.reshape(-1)), (h, w), "mirror pairs")
 
     # ------------------------------------------------------------------ derived
