@@ -4,14 +4,14 @@ The central object is :class:`TreeTN`, an immutable pytree; everything else is a
 function of it.
 """
 
+from tnjax import _entanglement, _parallel, _training
 from tnjax._contract import Scores, contract, n_flops, to_dense
+from tnjax._entanglement import *  # noqa: F403
 from tnjax._interop import tensornetwork_scores, to_tensornetwork
 from tnjax._network import TreeTN, convac, shallow_convac
-from tnjax._tree import Tree
-from tnjax import _entanglement, _parallel, _training
-from tnjax._entanglement import *  # noqa: F403
 from tnjax._parallel import *  # noqa: F403
 from tnjax._training import *  # noqa: F403
+from tnjax._tree import Tree
 
 __version__ = "0.1.0"
 

@@ -146,7 +146,7 @@ def n_flops(net: TreeTN, batch: int) -> int:
     """Floating point operations of one forward pass on ``batch`` samples (convs,
     pooling products, output layer)."""
     flops = 0
-    for lvl, k in enumerate(net.tree.windows):
+    for lvl in range(net.tree.depth):
         n = net.tree.level_sizes[lvl]
         flops += 2 * n * batch * net.dims[lvl] * net.dims[lvl + 1]
         flops += n * batch * net.dims[lvl + 1]  # products

@@ -56,8 +56,13 @@ def to_tensornetwork(net: TreeTN, features=None, *, backend: str = "numpy"):
             up = new_up
         pooled = []
         for j in range(len(up) // k):
-            copy = tn.CopyNode(k + 1, net.dims[lvl + 1], name=f"pool{lvl}_{j}", backend=backend,
-                               dtype=np.asarray(net.out).dtype)
+            copy = tn.CopyNode(
+                k + 1,
+                net.dims[lvl + 1],
+                name=f"pool{lvl}_{j}",
+                backend=backend,
+                dtype=np.asarray(net.out).dtype,
+            )
             nodes.append(copy)
             for c in range(k):
                 up[j * k + c] ^ copy[c]
@@ -70,8 +75,9 @@ def to_tensornetwork(net: TreeTN, features=None, *, backend: str = "numpy"):
         return nodes, [*leaf_edges, out[1]]
     check_features(net, features)
     feats = np.asarray(features, dtype=np.asarray(net.out).dtype)
-    batch = tn.CopyNode(tree.n_inputs + 1, feats.shape[0], name="batch", backend=backend,
-                        dtype=feats.dtype)
+    batch = tn.CopyNode(
+        tree.n_inputs + 1, feats.shape[0], name="batch", backend=backend, dtype=feats.dtype
+    )
     nodes.append(batch)
     for i in range(tree.n_inputs):
         f = tn.Node(feats[:, i, :], name=f"phi_{i}", backend=backend)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from tnjax._tree import Tree
@@ -208,15 +210,15 @@ def convac(
     channels = _check_channels(channels, tree.depth)
     if m < 1 or n_classes < 1:
         raise ValueError(f"m and n_classes must be positive, got m={m}, n_classes={n_classes}")
+    if init not in ("unit", "identity"):
+        raise ValueError(f"unknown init {init!r}: use 'unit' or 'identity'")
     dims = (m, *channels)
-    keys = jax.random.split(key, tree.depth + 1)
-    convs = []
+    shapes = []
     for lvl in range(tree.depth):
         shape = (dims[lvl], dims[lvl + 1])
-        if not shared:
-            shape = (tree.level_sizes[lvl], *shape)
-        convs.append(_init(keys[lvl], shape, dtype, init))
-    out = _init(keys[-1], (channels[-1], n_classes), dtype, init)
+        shapes.append(shape if shared else (tree.level_sizes[lvl], *shape))
+    shapes.append((channels[-1], n_classes))
+    *convs, out = _init_all(key, tuple(shapes), jnp.dtype(dtype), init)
     return TreeTN(convs, out, tree=tree, shared=shared)
 
 
@@ -244,12 +246,18 @@ def shallow_convac(
     )
 
 
-def _init(key, shape, dtype, init: str):
-    r_in, r_out = shape[-2], shape[-1]
-    if init == "unit":
-        return jax.random.normal(key, shape, dtype) / jnp.sqrt(jnp.asarray(r_in, dtype))
-    if init == "identity":
-        eye = jnp.eye(r_in, r_out, dtype=dtype)
-        noise = 0.1 * jax.random.normal(key, shape, dtype) / jnp.sqrt(jnp.asarray(r_in, dtype))
-        return jnp.broadcast_to(eye, shape) + noise
-    raise ValueError(f"unknown init {init!r}: use 'unit' or 'identity'")
+def _init_all(key, shapes, dtype, init: str):
+    """All tensors from one flat Gaussian draw: one random-number kernel to compile per
+    network size, not one per tensor shape (threefry compiles slowly on CPU)."""
+    sizes = [math.prod(s) for s in shapes]
+    flat = jax.random.normal(key, (sum(sizes),), dtype)
+    xp = jnp if isinstance(flat, jax.core.Tracer) else np  # concrete: finish in numpy
+    flat = flat if xp is jnp else np.asarray(flat)
+    tensors, start = [], 0
+    for shape, size in zip(shapes, sizes, strict=True):
+        w = flat[start : start + size].reshape(shape) / np.sqrt(shape[-2]).astype(dtype)
+        start += size
+        if init == "identity":
+            w = xp.eye(shape[-2], shape[-1], dtype=dtype) + 0.1 * w
+        tensors.append(jnp.asarray(w, dtype=dtype))
+    return tuple(tensors)

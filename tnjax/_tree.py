@@ -80,7 +80,9 @@ class Tree:
             raise ValueError("windows is empty: give at least one pooling level")
         for lvl, k in enumerate(windows):
             if k < 2:
-                raise ValueError(f"window {k} at level {lvl} is below 2: every pooling joins 2+ nodes")
+                raise ValueError(
+                    f"window {k} at level {lvl} is below 2: every pooling joins 2+ nodes"
+                )
         size = n
         for lvl, k in enumerate(windows):
             if size % k:

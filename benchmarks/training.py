@@ -1,0 +1,251 @@
+"""Training benchmark: test accuracy and wall time of ConvACs on this machine.
+
+Tasks (``--tasks``, comma separated):
+
+* ``digits``: scikit-learn's embedded 8x8 digits, deep ConvAC on a quad tree
+  (target: >= 98% test accuracy in under 60 s of training).
+* ``mnist``: full MNIST (60k/10k; 5k of the train split held out for early stopping),
+  28x28 zero-padded to 32x32, learned 5x5 patch-conv representation, deep locally
+  connected ConvAC on a 5-level quad tree (target: >= 99.0% test accuracy).
+  Needs the IDX files (``--mnist-dir`` or ``$TNJAX_MNIST_DIR``); skipped otherwise.
+* ``throughput``: samples/s of one jitted training step, ConvAC vs a flax CNN with
+  about the same number of parameters, same batch and optimizer.
+
+``--quick`` shrinks everything to seconds (used by the test suite).
+
+    python benchmarks/training.py [--quick] [--out DIR] [--tasks digits,throughput]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from _common import RESULTS, parser, plot_path, time_call, write_json
+from flax import nnx
+from tqdm.auto import tqdm
+
+import tnjax
+from tnjax.models import ModelConfig, make_model
+
+DIGITS = {
+    "config": dict(input_shape=(8, 8), n_classes=10, representation="conv", m=8, patch=3,
+                   channels=16, noise=0.5),
+    "fit": dict(epochs=20, batch_size=32, lr=3e-3, loss="born"),
+}
+MNIST = {
+    "config": dict(input_shape=(28, 28), pad_to=(32, 32), n_classes=10, representation="conv",
+                   m=16, patch=5, channels=32, noise=0.5),
+    "fit": dict(epochs=15, batch_size=128, lr=3e-3, loss="born", val_fraction=1 / 12),
+}
+
+
+def _plot_curve(history, name, out, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(ep, [1 - h["train_accuracy"] for h in history], "o-", label="train error")
+    if history and "val_accuracy" in history[0]:
+        ax.plot(ep, [1 - h["val_accuracy"] for h in history], "s-", label="validation error")
+    ax.set(xlabel="epoch", ylabel="error rate", yscale="log", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = plot_path(name, out_dir=out)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_fit(task, data, spec, *, out, seed=0, progress=True):
+    cfg = ModelConfig(**spec["config"])
+    model = make_model(cfg, key=jax.random.key(seed))
+    run_dir = os.path.join(out, f"training_{task}_run")
+    t0 = time.perf_counter()
+    res = tnjax.fit(model, data, seed=seed, out_dir=run_dir, progress=progress, **spec["fit"])
+    wall = time.perf_counter() - t0
+    epoch_times = [h["epoch_time_s"] for h in res.history]
+    payload = {
+        "task": task,
+        "dataset": data.name,
+        "n_train": int(len(data.x_train)),
+        "n_test": int(len(data.x_test)),
+        "model_config": spec["config"],
+        "fit": spec["fit"],
+        "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(res.model)))),
+        "test_accuracy": res.test["accuracy"],
+        "test_loss": res.test["loss"],
+        "best_epoch": max(res.history, key=lambda h: h.get("val_accuracy", 0))["epoch"],
+        "epochs_run": len(res.history),
+        "train_time_s": res.train_time_s,
+        "compile_time_s": res.compile_time_s,
+        "wall_time_s": wall,
+        "median_epoch_time_s": float(np.median(epoch_times)),
+        "history": res.history,
+    }
+    write_json(f"training_{task}", payload, out_dir=out)
+    _plot_curve(res.history, f"training_{task}", out,
+                f"{task}: test acc {res.test['accuracy']:.4f}")
+    print(f"[{task}] test accuracy {res.test['accuracy']:.4f}, training {res.train_time_s:.1f} s "
+          f"(compile {res.compile_time_s:.1f} s), {np.median(epoch_times):.1f} s/epoch",
+          flush=True)
+    return payload
+
+
+class CNN(nnx.Module):
+    """A plain flax CNN (conv-relu-pool x2, dense) for the throughput comparison."""
+
+    def __init__(self, *, c1, c2, hidden, n_classes, side, rngs):
+        self.c1 = nnx.Conv(1, c1, (5, 5), rngs=rngs)
+        self.c2 = nnx.Conv(c1, c2, (5, 5), rngs=rngs)
+        self.d1 = nnx.Linear(c2 * (side // 4) ** 2, hidden, rngs=rngs)
+        self.d2 = nnx.Linear(hidden, n_classes, rngs=rngs)
+
+    def __call__(self, x):
+        y = x[..., None]
+        y = nnx.max_pool(jax.nn.relu(self.c1(y)), (2, 2), (2, 2))
+        y = nnx.max_pool(jax.nn.relu(self.c2(y)), (2, 2), (2, 2))
+        y = jax.nn.relu(self.d1(y.reshape(y.shape[0], -1)))
+        return self.d2(y)
+
+
+def _n_params(model):
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model))))
+
+
+def _step_fn(model, opt, loss_of):
+    graphdef, params = nnx.split(model)
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        def lf(p):
+            return loss_of(nnx.merge(graphdef, p), x, y)
+
+        grads = jax.grad(lf)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return step, params, opt.init(params)
+
+
+def throughput(*, quick, out):
+    side, batch = (8, 32) if quick else (32, 128)
+    spec = dict(MNIST["config"])
+    if quick:
+        spec.update(input_shape=(8, 8), pad_to=None, m=4, channels=4)
+    cfg = ModelConfig(**spec)
+    convac_model = make_model(cfg, key=jax.random.key(0))
+    target = _n_params(convac_model)
+    # CNN widths scaled to match the ConvAC's parameter count
+    best = None
+    for hidden in range(8, 2049, 8):
+        cnn = CNN(c1=32, c2=64, hidden=hidden, n_classes=10, side=side, rngs=nnx.Rngs(0))
+        gap = abs(_n_params(cnn) - target)
+        if best is None or gap < best[0]:
+            best = (gap, hidden)
+        if _n_params(cnn) > target:
+            break
+    cnn = CNN(c1=32, c2=64, hidden=best[1], n_classes=10, side=side, rngs=nnx.Rngs(0))
+    opt = optax.adam(1e-3)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((batch, *cfg.input_shape), dtype=np.float32))
+    xc = jnp.asarray(rng.random((batch, side, side), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, 10, batch, dtype=np.int32))
+
+    def convac_loss(m, x, y):
+        return jnp.mean(tnjax.born_nll(m(x), y))
+
+    def cnn_loss(m, x, y):
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(m(x), y))
+
+    rows = {}
+    for name, model, loss_of, xin in (("convac", convac_model, convac_loss, x),
+                                      ("cnn", cnn, cnn_loss, xc)):
+        step, params, opt_state = _step_fn(model, opt, loss_of)
+        t0 = time.perf_counter()
+        jax.block_until_ready(step(params, opt_state, xin, y))
+        compile_s = time.perf_counter() - t0
+        stats = time_call(lambda s=step, p=params, o=opt_state, xi=xin: s(p, o, xi, y),
+                          repeats=3 if quick else 20)
+        rows[name] = {
+            "n_params": _n_params(model),
+            "batch": batch,
+            "input_shape": list(xin.shape[1:]),
+            "compile_s": compile_s,
+            "median_step_s": stats["median_s"],
+            "samples_per_s": batch / stats["median_s"],
+        }
+        print(f"[throughput] {name}: {rows[name]['n_params']} params, "
+              f"{rows[name]['samples_per_s']:.0f} samples/s", flush=True)
+    write_json("training_throughput", {"rows": rows}, out_dir=out)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    names = list(rows)
+    ax.bar(names, [rows[n]["samples_per_s"] for n in names], color=["C0", "C1"])
+    ax.set(ylabel="samples / s (train step)",
+           title=f"{rows['convac']['n_params']:,} vs {rows['cnn']['n_params']:,} params")
+    fig.tight_layout()
+    fig.savefig(plot_path("training_throughput", out_dir=out), dpi=100)
+    plt.close(fig)
+    return rows
+
+
+def main(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--tasks", default="digits,mnist,throughput")
+    p.add_argument("--mnist-dir", default=None)
+    p.add_argument("--mnist-epochs", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    out = args.out or RESULTS
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = set(tasks) - {"digits", "mnist", "throughput"}
+    if unknown:
+        p.error(f"unknown tasks {sorted(unknown)}: use digits, mnist, throughput")
+    progress = not args.no_progress
+    for task in tqdm(tasks, desc="training benchmark", disable=not progress):
+        if task == "digits":
+            spec = {"config": dict(DIGITS["config"]), "fit": dict(DIGITS["fit"])}
+            data = tnjax.load_digits()
+            if args.quick:
+                spec["config"].update(m=4, channels=4)
+                spec["fit"].update(epochs=1)
+            run_fit("digits", data, spec, out=out, progress=progress)
+        elif task == "mnist":
+            try:
+                data = tnjax.load_mnist(args.mnist_dir)
+            except tnjax.DataError as e:
+                print(f"[mnist] skipped: {e}", file=sys.stderr)
+                continue
+            spec = {"config": dict(MNIST["config"]), "fit": dict(MNIST["fit"])}
+            if args.mnist_epochs:
+                spec["fit"]["epochs"] = args.mnist_epochs
+            if args.quick:
+                n = 512
+                data = tnjax.dataset_from_arrays(
+                    data.x_train[:n], data.y_train[:n], data.x_test[:256], data.y_test[:256],
+                    n_classes=10, name="mnist-subset",
+                )
+                spec["config"].update(m=4, channels=4)
+                spec["fit"].update(epochs=1, batch_size=64)
+            run_fit("mnist", data, spec, out=out, progress=progress)
+        elif task == "throughput":
+            throughput(quick=args.quick, out=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

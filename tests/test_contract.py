@@ -1,0 +1,242 @@
+"""Contraction: against float64 numpy oracles and the dense coefficient tensor, under jit
+and grad, at scale, and with clear errors."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from tests import _oracle
+from tnjax import Tree, TreeTN, contract, convac, shallow_convac, to_dense
+
+TREES = {
+    "binary8": Tree.binary(8),
+    "windows3-2-2": Tree.from_windows(12, (3, 2, 2)),
+    "windows4-2": Tree.from_windows(8, (4, 2)),
+    "quad4x4": Tree.quad(4),
+    "grid4x6": Tree.grid(4, 6, [(2, 3), (2, 2)]),
+    "mirror4x4": Tree.mirror(4, 4),
+    "permuted": Tree.from_windows(6, (2, 3), order=(4, 0, 5, 2, 1, 3)),
+}
+
+
+def make_net(tree, *, shared, seed=0, m=3, channels=None, n_classes=4, dtype=jnp.float64):
+    channels = channels or tuple(2 + (lvl % 3) for lvl in range(tree.depth))
+    return convac(
+        jax.random.key(seed),
+        tree,
+        m=m,
+        channels=channels,
+        n_classes=n_classes,
+        shared=shared,
+        dtype=dtype,
+    )
+
+
+def features(n, m, *, batch=5, seed=1, dtype=jnp.float64):
+    return jax.random.normal(jax.random.key(seed), (batch, n, m), dtype)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("name", list(TREES))
+def test_contract_matches_numpy_oracle(name, shared):
+    net = make_net(TREES[name], shared=shared)
+    x = features(net.n_inputs, net.m)
+    got = contract(net, x)
+    want = _oracle.scores(net, x)
+    np.testing.assert_allclose(
+        np.asarray(got.value()), want, rtol=1e-10, atol=1e-14 * np.abs(want).max()
+    )
+    unscaled = contract(net, x, scaled=False)
+    np.testing.assert_array_equal(np.asarray(unscaled.log_scale), 0.0)
+    np.testing.assert_allclose(
+        np.asarray(unscaled.scores), want, rtol=1e-10, atol=1e-14 * np.abs(want).max()
+    )
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_shallow_cp_network_matches_oracle(shared):
+    net = shallow_convac(
+        jax.random.key(3), 6, m=3, z=5, n_classes=2, shared=shared, dtype=jnp.float64
+    )
+    assert net.tree.windows == (6,)
+    x = features(6, 3)
+    # CP: h_y = sum_z a[z, y] prod_i (W_i^T x_i)_z, written out directly
+    w = np.asarray(net.level_weights(0))
+    prod = np.prod(np.einsum("bim,imz->biz", np.asarray(x), w), axis=1)
+    np.testing.assert_allclose(
+        np.asarray(contract(net, x).value()), prod @ np.asarray(net.out), rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("name", ["binary8", "windows3-2-2", "quad4x4", "mirror4x4", "permuted"])
+def test_dense_tensor_matches_basis_vector_evaluation(name, shared):
+    tree = TREES[name]
+    net = make_net(tree, shared=shared, m=2, n_classes=3)
+    dense = np.asarray(to_dense(net))
+    assert dense.shape == (3,) + (2,) * tree.n_inputs
+    # every basis configuration d: A[:, d] = h(e_{d_1}, ..., e_{d_N}) by the numpy oracle
+    configs = np.array(list(itertools.product(range(2), repeat=tree.n_inputs)))
+    basis = np.eye(2)[configs]  # (2^N, N, 2)
+    want = _oracle.scores(net, basis)  # (2^N, Y)
+    np.testing.assert_allclose(dense.reshape(3, -1).T, want, rtol=1e-10, atol=1e-13)
+
+
+def test_scores_equal_dense_tensor_contracted_with_features():
+    net = make_net(TREES["windows3-2-2"], shared=False, m=2)
+    x = features(12, 2, batch=3)
+    dense = to_dense(net)
+    letters = "abcdefghijkl"
+    spec = "y" + letters + "," + ",".join("z" + c for c in letters) + "->zy"
+    want = jnp.einsum(spec, dense, *[x[:, i] for i in range(12)])
+    np.testing.assert_allclose(np.asarray(contract(net, x).value()), np.asarray(want), rtol=1e-10)
+
+
+def test_jit_equals_eager_and_traces_once():
+    net = make_net(TREES["quad4x4"], shared=False, dtype=jnp.float32)
+    traces = []
+
+    @jax.jit
+    def step(net, x):
+        traces.append(1)
+        return contract(net, x)
+
+    x1 = features(16, 3, dtype=jnp.float32)
+    x2 = features(16, 3, seed=7, dtype=jnp.float32)
+    for x in (x1, x2):
+        got, eager = step(net, x), contract(net, x)
+        np.testing.assert_allclose(got.scores, eager.scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.log_scale, eager.log_scale, rtol=1e-5, atol=1e-6)
+    net2 = jax.tree_util.tree_map(lambda a: a * 1.5, net)
+    step(net2, x1)
+    assert len(traces) == 1
+
+
+def test_training_step_traces_once():
+    import optax
+
+    net = make_net(TREES["binary8"], shared=False, dtype=jnp.float32)
+    opt = optax.adam(1e-2)
+    traces = []
+
+    @jax.jit
+    def train_step(net, opt_state, x, y):
+        traces.append(1)
+
+        def loss(net):
+            s = contract(net, x)
+            return -jnp.mean(jax.nn.log_softmax(s.scores)[jnp.arange(y.shape[0]), y])
+
+        value, grads = jax.value_and_grad(loss)(net)
+        updates, opt_state = opt.update(grads, opt_state, net)
+        return optax.apply_updates(net, updates), opt_state, value
+
+    state = opt.init(net)
+    y = jnp.array([0, 1, 2, 3, 0])
+    for seed in range(3):
+        net, state, value = train_step(net, state, features(8, 3, seed=seed, dtype=jnp.float32), y)
+    assert isinstance(net, TreeTN) and np.isfinite(value)
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_gradients_match_finite_differences(shared):
+    net = make_net(TREES["windows3-2-2"], shared=shared)
+    x = features(12, 3, batch=3)
+
+    def f(net):
+        s = contract(net, x)
+        return jnp.sum(s.log_abs()[:, 1]) + jnp.sum(jnp.sin(s.scores))
+
+    check_grads(jax.jit(f), (net,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6, eps=1e-6)
+
+    def g(x):  # and with respect to the features
+        return jnp.sum(contract(net, x).value())
+
+    check_grads(jax.jit(g), (x,), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6, eps=1e-6)
+
+
+def test_scaled_forward_exact_at_4096_inputs_where_unscaled_fails():
+    tree = Tree.binary(4096)
+    net = convac(jax.random.key(0), tree, m=4, channels=8, n_classes=3, dtype=jnp.float32)
+    x = jax.random.uniform(jax.random.key(1), (4, 4096, 4), jnp.float32)
+    # the raw float32 forward leaves the float range
+    raw = jax.jit(contract, static_argnames="scaled")(net, x, scaled=False).scores
+    assert not np.all(np.isfinite(raw) & (np.abs(raw) > 0))
+    got = jax.jit(contract)(net, x)
+    ls_ref, s_ref = _oracle.log_scores(net, x)
+    log_abs_ref = ls_ref[:, None] + np.log(np.abs(s_ref))
+    assert np.abs(log_abs_ref).max() > 200  # far outside float32's exponent range
+    # log|h| agrees to float32 precision relative to its magnitude, and the sign agrees
+    np.testing.assert_allclose(np.asarray(got.log_abs()), log_abs_ref, rtol=2e-5)
+    np.testing.assert_array_equal(np.sign(got.scores), np.sign(s_ref))
+
+
+def test_gradients_finite_and_correct_at_4096_inputs():
+    tree = Tree.binary(4096)
+    net32 = convac(jax.random.key(0), tree, m=4, channels=4, n_classes=2, dtype=jnp.float32)
+    x = jax.random.uniform(jax.random.key(1), (2, 4096, 4), jnp.float32)
+
+    def loss(net, x):
+        return jnp.sum(contract(net, x).log_abs())
+
+    g32 = jax.jit(jax.grad(loss))(net32, x)
+    g64 = jax.jit(jax.grad(loss))(net32.astype(jnp.float64), x.astype(jnp.float64))
+    for a, b in zip(jax.tree_util.tree_leaves(g32), jax.tree_util.tree_leaves(g64), strict=True):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3 * np.abs(b).max())
+
+
+def test_zero_input_gives_zero_score_and_finite_gradient():
+    net = make_net(TREES["binary8"], shared=False)
+    x = features(8, 3).at[:, 3].set(0.0)
+    s = contract(net, x)
+    np.testing.assert_array_equal(np.asarray(s.value()), 0.0)
+    g = jax.jit(jax.grad(lambda n: jnp.sum(contract(n, x).scores)))(net)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(g))
+
+
+def test_pytree_roundtrip_and_immutability():
+    net = make_net(TREES["quad4x4"], shared=True)
+    leaves, treedef = jax.tree_util.tree_flatten(net)
+    assert len(leaves) == net.tree.depth + 1
+    again = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert again.tree == net.tree and again.shared
+    with pytest.raises(AttributeError, match="immutable"):
+        net.out = net.out
+    doubled = net.replace(out=2 * net.out)
+    np.testing.assert_allclose(
+        np.asarray(contract(doubled, features(16, 3)).value()),
+        2 * np.asarray(contract(net, features(16, 3)).value()),
+    )
+
+
+def test_bad_inputs_raise_clear_errors():
+    net = make_net(TREES["binary8"], shared=False)
+    with pytest.raises(ValueError, match=r"features have shape \(8, 3\).*\(batch, 8, 3\)"):
+        contract(net, jnp.ones((8, 3)))
+    with pytest.raises(ValueError, match=r"\(batch, 8, 3\)"):
+        contract(net, jnp.ones((2, 8, 4)))
+    with pytest.raises(TypeError, match="floating point"):
+        contract(net, jnp.ones((2, 8, 3), dtype=jnp.int32))
+    with pytest.raises(ValueError, match="over max_size"):
+        to_dense(convac(jax.random.key(0), Tree.binary(64), m=2, channels=2, n_classes=2))
+    with pytest.raises(ValueError, match="3 entries but the tree has 2 levels"):
+        convac(jax.random.key(0), Tree.quad(4), m=2, channels=(2, 2, 2), n_classes=2)
+    convs = net.convs
+    with pytest.raises(ValueError, match="2 conv tensors for a tree of depth 3"):
+        TreeTN(convs[:2], net.out, tree=net.tree)
+    with pytest.raises(ValueError, match="level 1 has 4 nodes but|has 3 nodes but level 1"):
+        TreeTN((convs[0], convs[1][:3], convs[2]), net.out, tree=net.tree)
+    with pytest.raises(ValueError, match="takes 5 channels but level 0 gives"):
+        TreeTN((convs[0], jnp.ones((4, 5, 3)), convs[2]), net.out, tree=net.tree)
+    with pytest.raises(ValueError, match="out has shape"):
+        TreeTN(convs, jnp.ones((7, 2)), tree=net.tree)
+    with pytest.raises(ValueError, match="shared=True it must be"):
+        TreeTN(convs, net.out, tree=net.tree, shared=True)
+    with pytest.raises(TypeError, match="tnjax.Tree"):
+        TreeTN(convs, net.out, tree=(2, 2, 2))

@@ -1,0 +1,271 @@
+"""Schmidt spectra of every tree edge at once: one upward sweep of Gram matrices and one
+downward sweep of environments, each level one batched operation (ENTANGLEMENT.md, 2).
+
+Bond ``(l, j)``: the output of the conv of node ``j`` at level ``l`` (``r_l`` channels),
+whose subtree holds the inputs ``tree.inputs_under(l, j)``. Its two Gram matrices:
+
+* ``G_in``: the subtree's two copies (bra and ket) contracted: leaves ``W^T W``, pooling
+  the Hadamard product of the children's ``G_in``, a conv ``W^T G W``;
+* ``G_out``: the environment: at the root ``a_y a_y^T``; the child ``c`` of a pooling
+  window gets ``G_out(parent) * (Hadamard product of the siblings' G_in)``; through a
+  conv ``W G_out W^T``.
+
+The squared Schmidt values of the bipartition (subtree, rest) are the eigenvalues of
+``G_in^{1/2} G_out G_in^{1/2}``. Every Gram matrix is normalised (by its trace) with the
+log of the factor kept, so that the sweep works for any number of inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from tnjax._entropy import entropy_of, gram_pair_spectrum
+from tnjax._network import TreeTN
+from tnjax._tree import Tree
+
+__all__ = ["EdgeSpectra", "edge_entropies", "edge_spectra"]
+
+
+def _check_net(net) -> None:
+    if not isinstance(net, TreeTN):
+        raise TypeError(f"expected a tnjax.TreeTN, got {type(net).__name__}")
+    if not jnp.issubdtype(net.dtype, jnp.floating):
+        raise TypeError(f"the network must be floating point, got {net.dtype}")
+
+
+def class_top(net: TreeTN, classes) -> tuple[Array, bool]:
+    """Top of the network for a ``classes`` choice: ``(vectors (c, r), summed)``.
+
+    ``"each"``/``"mean"``: every class (c = Y); an int: that class; ``"sum"``: the
+    class index kept on side B (one state, ``summed=True``; the vectors are ``out.T``).
+    """
+    if isinstance(classes, str):
+        if classes in ("each", "mean"):
+            return net.out.T, False
+        if classes == "sum":
+            return net.out.T, True
+        raise ValueError(
+            f"unknown classes={classes!r}: use 'each', 'mean', 'sum' or a class index"
+        )
+    if isinstance(classes, bool) or not isinstance(classes, int):
+        raise TypeError(f"classes must be 'each', 'mean', 'sum' or an int, got {classes!r}")
+    if not 0 <= classes < net.n_classes:
+        raise ValueError(f"class {classes} is outside 0..{net.n_classes - 1}")
+    return net.out.T[classes : classes + 1], False
+
+
+def _norm_gram(g: Array) -> tuple[Array, Array]:
+    """Divide PSD matrices by their trace (a constant for autodiff: exact, the result is
+    scale free) and return the log of the trace."""
+    t = jax.lax.stop_gradient(jnp.trace(g, axis1=-2, axis2=-1))
+    ok = t > jnp.finfo(g.dtype).tiny
+    t = jnp.where(ok, t, 1.0)
+    return g / t[..., None, None], jnp.log(t)
+
+
+def up_sweep(net: TreeTN) -> tuple[list[Array], list[Array], Array, Array]:
+    """Normalised ``G_in`` after the conv of every level, and of the root.
+
+    Returns:
+        ``(grams, logs, root, root_log)``: ``grams[l]`` is ``(n_l, r_l, r_l)``, the true
+        Gram being ``exp(logs[l])[:, None, None] * grams[l]``; ``root`` ``(r, r)``.
+    """
+    grams, logs = [], []
+    g, lg = None, None  # G_in entering the conv of this level
+    for lvl, k in enumerate(net.tree.windows):
+        w = net.convs[lvl]
+        if g is None:  # leaves: W^T W
+            if net.shared:
+                gp = jnp.broadcast_to(w.T @ w, (net.tree.level_sizes[0], *w.shape[1:2] * 2))
+            else:
+                gp = jnp.einsum("nmr,nms->nrs", w, w)
+            lp = jnp.zeros(gp.shape[0], gp.dtype)
+        elif net.shared:
+            gp = jnp.einsum("nab,ar,bs->nrs", g, w, w)
+            lp = lg
+        else:
+            gp = jnp.einsum("nab,nar,nbs->nrs", g, w, w)
+            lp = lg
+        gp, dl = _norm_gram(gp)
+        lp = lp + dl
+        grams.append(gp)
+        logs.append(lp)
+        n, r = gp.shape[0], gp.shape[-1]
+        g = jnp.prod(gp.reshape(n // k, k, r, r), axis=1)
+        lg = jnp.sum(lp.reshape(n // k, k), axis=1)
+        g, dl = _norm_gram(g)
+        lg = lg + dl
+    return grams, logs, g[0], lg[0]
+
+
+def _exclusive_prod(x: Array) -> Array:
+    """Along axis 1 (the window): the product of all other entries, without division."""
+    ones = jnp.ones_like(x[:, :1])
+    pre = jnp.cumprod(jnp.concatenate([ones, x[:, :-1]], axis=1), axis=1)
+    suf = jnp.flip(jnp.cumprod(jnp.flip(jnp.concatenate([x[:, 1:], ones], axis=1), 1), axis=1), 1)
+    return pre * suf
+
+
+def down_sweep(
+    net: TreeTN, grams: list[Array], logs: list[Array], top: Array
+) -> tuple[list[Array], list[Array]]:
+    """Normalised environments ``G_out`` of every bond, for each of ``c`` tops.
+
+    Args:
+        top: ``(c, r, r)``, the environment of the root vector.
+
+    Returns:
+        ``(envs, env_logs)``: ``envs[l]`` is ``(c, n_l, r_l, r_l)``, ``env_logs[l]`` ``(c, n_l)``.
+    """
+    env, lenv = _norm_gram(top[:, None])  # (c, 1, r, r)
+    envs: list[Array] = [None] * net.tree.depth  # type: ignore[list-item]
+    env_logs: list[Array] = [None] * net.tree.depth  # type: ignore[list-item]
+    for lvl in reversed(range(net.tree.depth)):
+        k = net.tree.windows[lvl]
+        gp, lp = grams[lvl], logs[lvl]
+        n, r = gp.shape[0], gp.shape[-1]
+        sib = _exclusive_prod(gp.reshape(n // k, k, r, r))  # (n/k, k, r, r)
+        lsum = jnp.sum(lp.reshape(n // k, k), axis=1, keepdims=True)
+        lsib = (lsum - lp.reshape(n // k, k)).reshape(n)
+        e = (env[:, :, None] * sib[None]).reshape(env.shape[0], n, r, r)
+        le = jnp.repeat(lenv, k, axis=1) + lsib[None]
+        e, dl = _norm_gram(e)
+        le = le + dl
+        envs[lvl], env_logs[lvl] = e, le
+        if lvl:
+            w = net.convs[lvl]
+            if net.shared:
+                env = jnp.einsum("cnrs,ar,bs->cnab", e, w, w)
+            else:
+                env = jnp.einsum("cnrs,nar,nbs->cnab", e, w, w)
+            env, dl = _norm_gram(env)
+            lenv = le + dl
+    return envs, env_logs
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeSpectra:
+    """Schmidt spectra of every tree edge (bipartition "subtree vs rest").
+
+    Attributes:
+        probs: one array per level ``l``, shape ``(c, n_l, r_l)``: normalised squared
+            Schmidt values (descending, summing to 1) of the bond above node ``j`` of
+            level ``l``, for each of the ``c`` class choices.
+        log_norm: ``(c,)``, ``log <A, A>`` (the sum of the unnormalised squared Schmidt
+            values, the same on every edge).
+        tree: the topology (static); ``inputs(l, j)`` names the subtree's inputs.
+        classes: the class choice the spectra were computed for (static).
+
+    A pytree (``probs`` and ``log_norm`` are leaves), so it can leave ``jax.jit``.
+    """
+
+    probs: tuple[Array, ...]
+    log_norm: Array
+    tree: Tree
+    classes: object = "each"
+
+    def inputs(self, level: int, node: int) -> tuple[int, ...]:
+        """Inputs on the subtree side of edge ``(level, node)``."""
+        return self.tree.inputs_under(level, node)
+
+    def edges(self) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+        """``(level, node, inputs)`` for every edge, bottom level first."""
+        for lvl in range(self.tree.depth):
+            for j in range(self.tree.level_sizes[lvl]):
+                yield lvl, j, self.inputs(lvl, j)
+
+    def entropy(self, kind: str = "von_neumann", *, alpha: float | None = None):
+        """Entropies per level, each ``(c, n_l)``: ``kind`` in ``"von_neumann"``,
+        ``"renyi2"``, ``"renyi"`` (with ``alpha``), ``"geometric"``."""
+        return tuple(entropy_of(p, kind, alpha) for p in self.probs)
+
+
+jax.tree_util.register_dataclass(
+    EdgeSpectra, data_fields=["probs", "log_norm"], meta_fields=["tree", "classes"]
+)
+
+
+def _sweep_pairs(net: TreeTN, classes):
+    _check_net(net)
+    vecs, summed = class_top(net, classes)
+    if summed:
+        top = (vecs.T @ vecs)[None]
+    else:
+        top = jnp.einsum("ca,cb->cab", vecs, vecs)
+    grams, logs, root, root_log = up_sweep(net)
+    envs, _ = down_sweep(net, grams, logs, top)
+    quad = jnp.einsum("cab,ab->c", top, root)
+    log_norm = root_log + jnp.log(jnp.where(quad > 0, quad, jnp.finfo(quad.dtype).tiny))
+    return grams, envs, log_norm
+
+
+def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
+    """Schmidt spectra of every tree edge, exact, in ``O(N r^3)``: no dense tensor.
+
+    Args:
+        net: the network.
+        classes: ``"each"`` (one spectrum per class ``y``, of the tensor ``A^y``), a class
+            index, or ``"sum"`` (the class index on the "rest" side: one spectrum, of
+            ``sum_y rho_y``, the classes weighted by their norms ``<A^y, A^y>``).
+
+    Returns:
+        :class:`EdgeSpectra`; gradients through it are safe (custom eigenvalue JVP).
+
+    Example:
+        >>> import jax
+        >>> from tnjax import Tree, convac, edge_spectra
+        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
+        >>> sp = edge_spectra(net)
+        >>> [p.shape for p in sp.probs], sp.inputs(1, 0)
+        ([(2, 8, 3), (2, 4, 3), (2, 2, 3)], (0, 1))
+    """
+    if classes == "mean":
+        raise ValueError(
+            "classes='mean' averages entropies, not spectra: use classes='each' here, or "
+            "edge_entropies(net, classes='mean')"
+        )
+    grams, envs, log_norm = _sweep_pairs(net, classes)
+    probs = []
+    for gp, e in zip(grams, envs, strict=True):
+        lam = jnp.maximum(gram_pair_spectrum(gp[None], e), 0.0)
+        tot = jnp.sum(lam, axis=-1, keepdims=True)
+        probs.append(lam / jnp.where(tot > 0, tot, 1.0))
+    return EdgeSpectra(tuple(probs), log_norm, net.tree, classes)
+
+
+def edge_entropies(
+    net: TreeTN,
+    *,
+    kind: str = "von_neumann",
+    alpha: float | None = None,
+    classes="mean",
+) -> tuple[Float[Array, "..."], ...]:
+    """Entanglement entropy of every tree edge, differentiable.
+
+    Args:
+        net: the network.
+        kind: ``"von_neumann"``, ``"renyi2"``, ``"renyi"`` (with ``alpha``) or
+            ``"geometric"``.
+        alpha: Renyi order for ``kind="renyi"``.
+        classes: ``"mean"`` (each class's entropy, averaged over classes), ``"each"``,
+            a class index, or ``"sum"`` (see :func:`edge_spectra`).
+
+    Returns:
+        One array per level: ``(n_l,)`` for ``"mean"``, else ``(c, n_l)``.
+
+    Example:
+        >>> import jax
+        >>> from tnjax import Tree, convac, edge_entropies
+        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
+        >>> [s.shape for s in edge_entropies(net)]
+        [(8,), (4,), (2,)]
+    """
+    mean = classes == "mean"
+    sp = edge_spectra(net, classes="each" if mean else classes)
+    ent = sp.entropy(kind, alpha=alpha)
+    return tuple(jnp.mean(s, axis=0) for s in ent) if mean else ent

@@ -1,0 +1,548 @@
+"""Training: a pure, jitted optax step and a loop with evaluation, early stopping,
+checkpoints, progress bar, metrics JSON and a learning-curve plot.
+
+The core is two pure functions of pytrees, built once per model structure:
+
+* ``train_step(state, batch) -> (state, metrics)``
+* ``eval_step(params, batch) -> sums``
+
+``batch`` is ``(x, y)`` (train) or ``(x, y, mask)`` (eval). Neither closes over data or
+mutable state, so a data-parallel version only has to ``jax.jit`` them with shardings
+(batch axis split over a ``Mesh``, params replicated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from tnjax._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tnjax._data import Dataset, split_validation
+from tnjax._losses import loss_fn, predict
+from tnjax._network import TreeTN
+
+__all__ = [
+    "FitResult",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "init_train_state",
+    "load_model",
+    "make_eval_step",
+    "make_optimizer",
+    "make_train_step",
+    "plot_learning_curve",
+]
+
+CHECKPOINT = "checkpoint.msgpack"
+
+
+class TrainState(NamedTuple):
+    """Everything a training step changes: model parameters, optimizer state, step."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+def make_optimizer(
+    *,
+    lr: float = 3e-3,
+    total_steps: int,
+    warmup_steps: int | None = None,
+    schedule: str = "cosine",
+    weight_decay: float = 0.0,
+    clip: float | None = 1.0,
+) -> optax.GradientTransformation:
+    """Adam(W) with a warmup + cosine (or constant) learning rate and gradient clipping.
+
+    Example:
+        >>> from tnjax import make_optimizer
+        >>> opt = make_optimizer(lr=1e-2, total_steps=100)
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be positive, got {total_steps}")
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    warmup = max(1, total_steps // 20) if warmup_steps is None else int(warmup_steps)
+    if schedule == "cosine":
+        sched = optax.warmup_cosine_decay_schedule(
+            0.0, lr, warmup_steps=min(warmup, total_steps), decay_steps=total_steps,
+            end_value=lr * 1e-2,
+        )
+    elif schedule == "constant":
+        sched = optax.constant_schedule(lr)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}: use 'cosine' or 'constant'")
+    parts = [] if clip is None else [optax.clip_by_global_norm(clip)]
+    parts.append(optax.adamw(sched, weight_decay=weight_decay))
+    return optax.chain(*parts)
+
+
+def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation):
+    """Split ``model`` into its static graph and a :class:`TrainState`.
+
+    Returns:
+        ``(graphdef, state)``; ``nnx.merge(graphdef, state.params)`` rebuilds the model.
+    """
+    graphdef, params = nnx.split(model)
+    state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return graphdef, state
+
+
+def make_train_step(
+    graphdef,
+    optimizer: optax.GradientTransformation,
+    *,
+    loss: str = "born",
+    regularizer: Callable[[TreeTN], jax.Array] | None = None,
+    reg_weight: float = 0.0,
+) -> Callable:
+    """A pure ``train_step(state, (x, y)) -> (state, metrics)`` (jit it yourself).
+
+    The objective is the mean per-sample loss plus ``reg_weight * regularizer(network)``,
+    where ``network`` is the model's :class:`~tnjax.TreeTN` (e.g. an entropy penalty).
+    ``metrics`` holds ``loss`` (data term), ``reg`` and ``accuracy`` of the batch.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from tnjax import init_train_state, make_optimizer, make_train_step
+        >>> from tnjax.models import ModelConfig, make_model
+        >>> model = make_model(ModelConfig(input_shape=(4, 4), n_classes=3, m=4, channels=4),
+        ...                    key=jax.random.key(0))
+        >>> opt = make_optimizer(lr=1e-2, total_steps=10)
+        >>> graphdef, state = init_train_state(model, opt)
+        >>> step = jax.jit(make_train_step(graphdef, opt))
+        >>> state, metrics = step(state, (jnp.zeros((8, 4, 4)), jnp.zeros(8, jnp.int32)))
+        >>> int(state.step), sorted(metrics)
+        (1, ['accuracy', 'loss', 'reg'])
+    """
+    per_sample = loss_fn(loss)
+    use_reg = regularizer is not None and reg_weight != 0.0
+
+    def objective(params, x, y):
+        model = nnx.merge(graphdef, params)
+        scores = model(x)
+        data = jnp.mean(per_sample(scores, y))
+        reg = regularizer(model.network) if use_reg else jnp.zeros((), data.dtype)
+        acc = jnp.mean(predict(scores, loss=loss) == y)
+        return data + reg_weight * reg, (data, reg, acc)
+
+    def train_step(state: TrainState, batch):
+        x, y = batch
+        grads, (data, reg, acc) = jax.grad(objective, has_aux=True)(state.params, x, y)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": data, "reg": jnp.asarray(reg, data.dtype), "accuracy": acc}
+        return TrainState(params, opt_state, state.step + 1), metrics
+
+    return train_step
+
+
+def make_eval_step(graphdef, *, loss: str = "born") -> Callable:
+    """A pure ``eval_step(params, (x, y, mask)) -> {"loss_sum", "correct", "count"}``;
+    ``mask`` (0/1 per sample) lets the last batch be padded to a fixed shape."""
+    per_sample = loss_fn(loss)
+
+    def eval_step(params, batch):
+        x, y, mask = batch
+        model = nnx.merge(graphdef, params)
+        scores = model(x)
+        mask = mask.astype(scores.scores.dtype)
+        return {
+            "loss_sum": jnp.sum(per_sample(scores, y) * mask),
+            "correct": jnp.sum((predict(scores, loss=loss) == y) * mask),
+            "count": jnp.sum(mask),
+        }
+
+    return eval_step
+
+
+def _padded_batches(x, y, batch_size):
+    n = len(x)
+    for i in range(0, n, batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        k = len(xb)
+        mask = np.ones(batch_size, np.float32)
+        if k < batch_size:
+            pad = batch_size - k
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+            mask[k:] = 0
+        yield xb, yb, mask
+
+
+def _run_eval(jitted, params, x, y, batch_size) -> dict:
+    batch_size = min(batch_size, len(x))
+    tot = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+    for b in _padded_batches(x, y, batch_size):
+        out = jitted(params, b)
+        for k in tot:
+            tot[k] += float(out[k])
+    return {"loss": tot["loss_sum"] / tot["count"], "accuracy": tot["correct"] / tot["count"]}
+
+
+def evaluate(model: nnx.Module, x, y, *, loss: str = "born", batch_size: int = 1000) -> dict:
+    """Mean loss and accuracy of ``model`` on ``(x, y)``, in fixed-shape batches.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from tnjax import evaluate
+        >>> from tnjax.models import ModelConfig, make_model
+        >>> model = make_model(ModelConfig(input_shape=(4, 4), n_classes=2, m=4, channels=4),
+        ...                    key=jax.random.key(0))
+        >>> sorted(evaluate(model, np.zeros((5, 4, 4)), np.zeros(5, int)))
+        ['accuracy', 'loss']
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x has {len(x)} samples and y {len(y)}: give the same, non-zero number")
+    graphdef, params = nnx.split(model)
+    jitted = jax.jit(make_eval_step(graphdef, loss=loss))
+    return _run_eval(jitted, params, x, y.astype(np.int32), batch_size)
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        model: the trained model (best validation epoch when early stopping is on).
+        state: the final :class:`TrainState` (last step, for resuming).
+        history: per-epoch metrics (train/val loss and accuracy, lr, times).
+        test: ``{"loss", "accuracy"}`` on the test split (None if stopped mid-epoch by
+            ``max_steps``).
+        train_time_s: seconds spent in training steps (compilation included).
+        compile_time_s: seconds of the first step (tracing + compilation + one step).
+        n_traces: how many times the train step was traced (1 when shapes are stable).
+    """
+
+    model: nnx.Module
+    state: TrainState
+    history: list[dict]
+    test: dict | None
+    train_time_s: float
+    compile_time_s: float
+    n_traces: int
+    out_dir: str | None = None
+
+
+def fit(
+    model: nnx.Module,
+    data: Dataset,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    schedule: str = "cosine",
+    warmup_steps: int | None = None,
+    weight_decay: float = 0.0,
+    clip: float | None = 1.0,
+    loss: str = "born",
+    regularizer: Callable[[TreeTN], jax.Array] | None = None,
+    reg_weight: float = 0.0,
+    val_fraction: float = 0.1,
+    patience: int | None = None,
+    seed: int = 0,
+    out_dir: str | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | None = None,
+    max_steps: int | None = None,
+    eval_batch_size: int = 1000,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``data`` with Adam and a warmup-cosine schedule.
+
+    Deterministic under ``seed`` (validation split and per-epoch shuffles derive from
+    it). ``model`` is not changed: the trained one is returned.
+
+    Args:
+        model: an nnx model returning :class:`~tnjax.Scores` (e.g. :class:`tnjax.models.ConvAC`).
+        data: a :class:`~tnjax.Dataset`.
+        epochs: passes over the training split (fixes the schedule's length).
+        batch_size: samples per step (the last partial batch of an epoch is dropped).
+        lr: peak learning rate.
+        schedule: ``"cosine"`` (warmup then cosine decay) or ``"constant"``.
+        loss: ``"born"`` or ``"softmax"``.
+        regularizer: ``f(network) -> scalar`` added as ``reg_weight * f`` (e.g. an entropy
+            penalty from ``tnjax.entropy_penalty``).
+        val_fraction: share of the training split held out for validation (0: none).
+        patience: stop after this many epochs without a better validation loss and
+            return the best epoch's model (None: train all epochs, keep the best).
+        seed: seed of the validation split and the shuffles.
+        out_dir: if given: ``metrics.json``, ``learning_curve.png`` and ``checkpoint.msgpack``.
+        checkpoint_every: also checkpoint every this many steps (needs ``out_dir``).
+        resume: a checkpoint path (or folder holding one) to continue from.
+        max_steps: stop after this many steps in all (for resuming tests and budgets).
+        progress: show a tqdm bar with loss and accuracy.
+
+    Returns:
+        A :class:`FitResult`.
+
+    Example:
+        >>> import jax
+        >>> from tnjax import fit, load_digits
+        >>> from tnjax.models import ModelConfig, make_model
+        >>> model = make_model(ModelConfig(input_shape=(8, 8), n_classes=10), key=jax.random.key(0))
+        >>> result = fit(model, load_digits(), epochs=1, progress=False)
+        >>> 0.0 <= result.test["accuracy"] <= 1.0
+        True
+    """
+    if not isinstance(data, Dataset):
+        raise TypeError(
+            f"data must be a tnjax.Dataset (load_digits, load_mnist, dataset_from_arrays), "
+            f"got {type(data).__name__}"
+        )
+    if epochs < 1:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if checkpoint_every is not None and out_dir is None:
+        raise ValueError("checkpoint_every needs out_dir= to write checkpoints into")
+    loss_fn(loss)
+    if val_fraction:
+        x_tr, y_tr, x_val, y_val = split_validation(
+            data.x_train, data.y_train, fraction=val_fraction, seed=seed
+        )
+    else:
+        x_tr, y_tr, x_val, y_val = data.x_train, data.y_train, None, None
+    n = len(x_tr)
+    if batch_size < 1 or batch_size > n:
+        raise ValueError(f"batch_size={batch_size} must be in 1..{n} (training samples)")
+    steps_per_epoch = n // batch_size
+    total = epochs * steps_per_epoch
+    optimizer = make_optimizer(
+        lr=lr, total_steps=total, warmup_steps=warmup_steps, schedule=schedule,
+        weight_decay=weight_decay, clip=clip,
+    )
+    graphdef, state = init_train_state(model, optimizer)
+    n_traces = [0]
+    raw_step = make_train_step(
+        graphdef, optimizer, loss=loss, regularizer=regularizer, reg_weight=reg_weight
+    )
+
+    def counted_step(state, batch):
+        n_traces[0] += 1  # runs at trace time only
+        return raw_step(state, batch)
+
+    train_step = jax.jit(counted_step)
+    eval_step = jax.jit(make_eval_step(graphdef, loss=loss))
+    lr_at = _lr_fn(lr, total, warmup_steps, schedule)
+
+    loop = {"history": [], "best_val": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
+    best_params = state.params
+    if resume is not None:
+        path = os.path.join(resume, CHECKPOINT) if os.path.isdir(resume) else resume
+        (state, best_params), meta = load_checkpoint(path, (state, best_params))
+        if meta.get("steps_per_epoch") != steps_per_epoch or meta.get("total_steps") != total:
+            raise CheckpointError(
+                f"{path!r} was written by a run with {meta.get('steps_per_epoch')} steps per epoch "
+                f"and {meta.get('total_steps')} steps in all, not {steps_per_epoch} and {total}: "
+                "resume with the same data, batch_size and epochs"
+            )
+        loop = meta["loop"]
+    config = getattr(model, "config", None)
+
+    def checkpoint():
+        if out_dir is None:
+            return
+        meta = {
+            "loop": loop,
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total,
+            "model_config": config.to_json() if config is not None else None,
+            "loss": loss,
+        }
+        save_checkpoint(os.path.join(out_dir, CHECKPOINT), (state, best_params), meta=meta)
+
+    step = int(state.step)
+    limit = total if max_steps is None else min(total, int(max_steps))
+    train_time = 0.0
+    compile_time = 0.0
+    sums = {"loss": 0.0, "accuracy": 0.0, "count": 0}
+    ep_start = time.perf_counter()
+    bar = None
+    while step < limit and not loop["stopped"]:
+        epoch, i = divmod(step, steps_per_epoch)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        if bar is None or i == 0:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(
+                total=steps_per_epoch, initial=i, desc=f"epoch {epoch + 1}/{epochs}",
+                disable=not progress, leave=False,
+            )
+            if i == 0:
+                sums = {"loss": 0.0, "accuracy": 0.0, "count": 0}
+                ep_start = time.perf_counter()
+        idx = perm[i * batch_size : (i + 1) * batch_size]
+        batch = (jnp.asarray(x_tr[idx]), jnp.asarray(y_tr[idx]))
+        t0 = time.perf_counter()
+        state, metrics = train_step(state, batch)
+        loss_v = float(metrics["loss"])  # blocks: honest timing
+        dt = time.perf_counter() - t0
+        if step == 0 or (compile_time == 0.0 and n_traces[0] == 1 and train_time == 0.0):
+            compile_time = dt
+        train_time += dt
+        if not math.isfinite(loss_v):
+            raise FloatingPointError(
+                f"training loss became {loss_v} at step {step}: lower lr (now {lr}) or "
+                "use init='identity'"
+            )
+        sums["loss"] += loss_v
+        sums["accuracy"] += float(metrics["accuracy"])
+        sums["count"] += 1
+        step += 1
+        bar.update(1)
+        if step % 10 == 0 or i == steps_per_epoch - 1:
+            bar.set_postfix(
+                loss=f"{sums['loss'] / sums['count']:.4f}",
+                acc=f"{sums['accuracy'] / sums['count']:.4f}",
+            )
+        if i == steps_per_epoch - 1:  # end of epoch
+            rec = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": float(lr_at(step - 1)),
+                "train_loss": sums["loss"] / max(sums["count"], 1),
+                "train_accuracy": sums["accuracy"] / max(sums["count"], 1),
+                "epoch_time_s": time.perf_counter() - ep_start,
+            }
+            if x_val is not None:
+                v = _run_eval(eval_step, state.params, x_val, y_val, eval_batch_size)
+                rec["val_loss"], rec["val_accuracy"] = v["loss"], v["accuracy"]
+                if loop["best_val"] is None or v["loss"] < loop["best_val"]:
+                    loop["best_val"], loop["best_epoch"], loop["bad_epochs"] = v["loss"], epoch + 1, 0
+                    best_params = state.params
+                else:
+                    loop["bad_epochs"] += 1
+                    if patience is not None and loop["bad_epochs"] >= patience:
+                        loop["stopped"] = True
+            else:
+                best_params = state.params
+            loop["history"].append(rec)
+            if progress:
+                msg = f"epoch {epoch + 1}: loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.4f}"
+                if "val_loss" in rec:
+                    msg += f" | val loss {rec['val_loss']:.4f} acc {rec['val_accuracy']:.4f}"
+                tqdm.write(msg)
+        if checkpoint_every and step % checkpoint_every == 0:
+            checkpoint()
+    if bar is not None:
+        bar.close()
+    finished = loop["stopped"] or step >= total
+    if x_val is None or not loop["history"]:
+        best_params = state.params if not loop["history"] or x_val is None else best_params
+    trained = nnx.merge(graphdef, best_params if finished else state.params)
+    test = None
+    if finished:
+        test = _run_eval(eval_step, nnx.split(trained)[1], data.x_test, data.y_test, eval_batch_size)
+    checkpoint()
+    result = FitResult(
+        trained, state, loop["history"], test, train_time, compile_time, n_traces[0], out_dir
+    )
+    if out_dir is not None:
+        _write_metrics(result, loop, out_dir, data=data, loss=loss, seed=seed, epochs=epochs,
+                       batch_size=batch_size, lr=lr, reg_weight=reg_weight, config=config)
+    return result
+
+
+def _lr_fn(lr, total, warmup_steps, schedule):
+    warmup = max(1, total // 20) if warmup_steps is None else int(warmup_steps)
+    if schedule == "constant":
+        return lambda s: lr
+    return optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=min(warmup, total), decay_steps=total, end_value=lr * 1e-2
+    )
+
+
+def _write_metrics(result: FitResult, loop, out_dir, *, data, config, **hyper) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    payload = {
+        "dataset": data.name,
+        "n_train": int(len(data.x_train)),
+        "n_test": int(len(data.x_test)),
+        "hyperparameters": hyper,
+        "model_config": json.loads(config.to_json()) if config is not None else None,
+        "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(result.model)))),
+        "history": result.history,
+        "best_epoch": loop["best_epoch"],
+        "early_stopped": loop["stopped"],
+        "test": result.test,
+        "train_time_s": result.train_time_s,
+        "compile_time_s": result.compile_time_s,
+        "n_traces": result.n_traces,
+        "backend": jax.default_backend(),
+    }
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(payload, f, indent=2)
+    if result.history:
+        plot_learning_curve(result.history, os.path.join(out_dir, "learning_curve.png"))
+
+
+def plot_learning_curve(history: list[dict], path: str) -> str:
+    """Loss and accuracy per epoch (train, and validation when present) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a2.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
+    if "val_loss" in history[0]:
+        a1.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+        a2.plot(ep, [h["val_accuracy"] for h in history], "s-", label="validation")
+    a1.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
+    a2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def load_model(path: str) -> nnx.Module:
+    """Rebuild a trained :class:`tnjax.models.ConvAC` from a :func:`fit` checkpoint (or the
+    folder holding one): its configuration and best parameters.
+
+    Raises:
+        CheckpointError: missing or corrupt file, or one without a model configuration
+            (a model not built with ``make_model``).
+    """
+    from tnjax._checkpoint import read_checkpoint_meta
+    from tnjax.models import ModelConfig, make_model
+
+    path = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
+    meta = read_checkpoint_meta(path)
+    if not meta.get("model_config"):
+        raise CheckpointError(
+            f"{path!r} has no model configuration: it was trained from a model not built with "
+            "tnjax.models.make_model; rebuild that model and use load_checkpoint"
+        )
+    config = ModelConfig.from_json(meta["model_config"])
+    model = make_model(config, key=jax.random.key(0))
+    graphdef, params = nnx.split(model)
+    # the stored tree is (TrainState, best_params); rebuild a template of the same structure
+    opt_state_like = _opt_state_like(params, meta)
+    template = (TrainState(params, opt_state_like, jnp.zeros((), jnp.int32)), params)
+    (_, best), _ = load_checkpoint(path, template)
+    return nnx.merge(graphdef, best)
+
+
+def _opt_state_like(params, meta):
+    opt = make_optimizer(total_steps=max(int(meta.get("total_steps", 1)), 1))
+    return opt.init(params)

@@ -1,0 +1,308 @@
+"""ConvAC models: a representation layer followed by the parameters of a :class:`TreeTN`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array
+
+from tnjax._contract import Scores, contract
+from tnjax._network import TreeTN, convac, shallow_convac
+from tnjax._tree import Tree
+from tnjax.models._representation import (
+    GaussianRepresentation,
+    PatchConvRepresentation,
+    TrigRepresentation,
+)
+
+__all__ = ["ConvAC", "ModelConfig", "make_model", "make_tree"]
+
+GEOMETRIES = ("quad", "mirror", "binary", "grid", "flat")
+REPRESENTATIONS = ("trig", "gaussian", "conv")
+
+
+class ConvAC(nnx.Module):
+    """A convolutional arithmetic circuit: ``representation`` then a tree tensor network.
+
+    The network's tensors are ``nnx.Param`` s; :attr:`network` returns them as the
+    library's immutable :class:`~tnjax.TreeTN`, so a trained model goes straight to the
+    entanglement functions (``min_cut(model.network, partition)``).
+
+    Args:
+        tree: pooling topology; its ``shape`` is the layout the network sees.
+        representation: an nnx module mapping ``(batch, *tree.shape)`` inputs to
+            ``(batch, n_inputs, M)`` features, with an attribute ``m``.
+        channels: ``r_0..r_{L-1}`` of a deep ConvAC (an int: the same at every level).
+        z: instead of ``channels``, the width of a shallow ConvAC (one global pooling).
+        n_classes: number of outputs.
+        shared: one conv matrix per level (a convolution) instead of one per node.
+        init: ``"product"`` (default): every conv starts near a map that sends its input to
+            the all-ones vector plus a small input-dependent term ``eps``, so that a product
+            of many pooled vectors starts as ``1 + sum(eps)``: the network begins close to
+            a linear model in the features and learns higher-order terms; ``"identity"``
+            or ``"unit"``: see :func:`tnjax.convac`.
+        input_shape: shape of the raw inputs when smaller than ``tree.shape``: they are
+            zero-padded (centred) to ``tree.shape`` first, e.g. 28x28 MNIST in a 32x32 quad tree.
+        rngs: ``nnx.Rngs`` (its ``params`` stream initialises the network).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from tnjax import Tree
+        >>> from tnjax.models import ConvAC, TrigRepresentation
+        >>> tree = Tree.quad(4)
+        >>> model = ConvAC(tree, representation=TrigRepresentation(tree.shape, m=2),
+        ...                channels=4, n_classes=3, rngs=nnx.Rngs(0))
+        >>> model(jnp.zeros((5, 4, 4))).scores.shape, model.network.dims
+        ((5, 3), (2, 4, 4))
+    """
+
+    def __init__(
+        self,
+        tree: Tree,
+        *,
+        representation: nnx.Module,
+        channels: Sequence[int] | int | None = None,
+        z: int | None = None,
+        n_classes: int,
+        shared: bool = False,
+        init: str = "product",
+        noise: float = 0.1,
+        dtype=jnp.float32,
+        input_shape: Sequence[int] | None = None,
+        rngs: nnx.Rngs,
+    ):
+        if not isinstance(tree, Tree):
+            raise TypeError(f"tree must be a tnjax.Tree, got {type(tree).__name__}")
+        if (channels is None) == (z is None):
+            raise ValueError("give exactly one of channels= (deep ConvAC) or z= (shallow ConvAC)")
+        m = getattr(representation, "m", None)
+        if not isinstance(m, int):
+            raise TypeError("representation must be an nnx module with an integer attribute m")
+        key = rngs.params()
+        base_init = "unit" if init == "product" else init
+        if z is not None:
+            net = shallow_convac(
+                key, tree, m=m, z=z, n_classes=n_classes, shared=shared, dtype=dtype, init=base_init
+            )
+        else:
+            net = convac(
+                key,
+                tree,
+                m=m,
+                channels=channels,
+                n_classes=n_classes,
+                shared=shared,
+                dtype=dtype,
+                init=base_init,
+            )
+        if init == "product":
+            constant = bool(getattr(representation, "constant", False))
+            net = _product_init(rngs.params(), net, constant=constant, noise=noise)
+        self.representation = representation
+        self.tree = net.tree
+        self.shared = net.shared
+        self.input_shape = tuple(input_shape) if input_shape is not None else net.tree.shape
+        if len(self.input_shape) != len(net.tree.shape) or any(
+            a > b for a, b in zip(self.input_shape, net.tree.shape, strict=True)
+        ):
+            raise ValueError(
+                f"input_shape {self.input_shape} does not fit in the tree's layout "
+                f"{net.tree.shape}: it must have as many axes and be no larger"
+            )
+        self.convs = nnx.List([nnx.Param(c) for c in net.convs])
+        self.out = nnx.Param(net.out)
+
+    @property
+    def network(self) -> TreeTN:
+        """The tensor network (a :class:`~tnjax.TreeTN` holding the current parameters)."""
+        return TreeTN(
+            [c[...] for c in self.convs], self.out[...], tree=self.tree, shared=self.shared
+        )
+
+    def features(self, x) -> Array:
+        """Represented inputs ``(batch, n_inputs, M)`` of raw inputs ``(batch, *input_shape)``."""
+        x = jnp.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"this model takes inputs of shape (batch, {', '.join(map(str, self.input_shape))})"
+                f", got {tuple(x.shape)}"
+            )
+        if self.input_shape != self.tree.shape:
+            pads = [(0, 0)] + [
+                ((t - s) // 2, t - s - (t - s) // 2)
+                for s, t in zip(self.input_shape, self.tree.shape, strict=True)
+            ]
+            x = jnp.pad(x, pads)
+        return self.representation(x)
+
+    def __call__(self, x) -> Scores:
+        """Log-scaled class scores of a batch of raw inputs."""
+        return contract(self.network, self.features(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a :class:`ConvAC` (stored in checkpoints as JSON).
+
+    Attributes:
+        input_shape: raw input shape, e.g. ``(8, 8)`` or ``(28, 28)``.
+        n_classes: number of classes.
+        architecture: ``"deep"`` or ``"shallow"``.
+        geometry: pooling geometry, one of ``quad``, ``mirror``, ``binary`` (1D),
+            ``grid`` (with ``windows``), ``flat``.
+        windows: per-level ``(wh, ww)`` blocks for ``geometry="grid"``.
+        pad_to: layout of the tree when larger than ``input_shape`` (inputs zero-padded).
+        representation: ``"trig"``, ``"gaussian"`` or ``"conv"``.
+        m: representation size M.
+        patch: patch side of the gaussian / conv representation.
+        channels: ``r_0..r_{L-1}`` of a deep network (one int: every level).
+        z: width of a shallow network.
+        shared: weight sharing across positions.
+        init: ``"product"``, ``"identity"`` or ``"unit"`` (see :class:`ConvAC`).
+        noise: scale of the random part of the ``"product"`` initialisation.
+
+    Example:
+        >>> from tnjax.models import ModelConfig
+        >>> ModelConfig(input_shape=(8, 8), n_classes=10).tree().windows
+        (4, 4, 4)
+    """
+
+    input_shape: tuple[int, ...]
+    n_classes: int
+    architecture: str = "deep"
+    geometry: str = "quad"
+    windows: tuple[tuple[int, ...], ...] | None = None
+    pad_to: tuple[int, ...] | None = None
+    representation: str = "conv"
+    m: int = 8
+    patch: int = 3
+    channels: tuple[int, ...] | int = 16
+    z: int = 64
+    shared: bool = False
+    init: str = "product"
+    noise: float = 0.1
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        if self.pad_to is not None:
+            object.__setattr__(self, "pad_to", tuple(int(s) for s in self.pad_to))
+        if self.windows is not None:
+            object.__setattr__(self, "windows", tuple(tuple(int(a) for a in w) for w in self.windows))
+        if not isinstance(self.channels, int):
+            object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.architecture not in ("deep", "shallow"):
+            raise ValueError(f"architecture {self.architecture!r}: use 'deep' or 'shallow'")
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(
+                f"representation {self.representation!r}: use one of {REPRESENTATIONS}"
+            )
+        self.tree()  # validates the geometry
+
+    def tree(self) -> Tree:
+        """The pooling tree of this configuration."""
+        return make_tree(self.pad_to or self.input_shape, self.geometry, windows=self.windows)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        d = json.loads(text)
+        return cls(**d)
+
+
+def _product_init(key, net: TreeTN, *, constant: bool, noise: float = 0.1) -> TreeTN:
+    keys = jax.random.split(key, net.tree.depth + 1)
+    convs = []
+    for lvl, c in enumerate(net.convs):
+        r_in, r_out = c.shape[-2], c.shape[-1]
+        eps = noise * jax.random.normal(keys[lvl], c.shape, c.dtype) / r_in**0.5
+        if lvl == 0:
+            base = jnp.zeros((r_in, r_out), c.dtype)
+            base = base.at[0].set(1.0) if constant else base + 1.0 / r_in
+        else:  # identity, output channel c copying input channel c mod r_in
+            base = jnp.zeros((r_in, r_out), c.dtype).at[jnp.arange(r_out) % r_in, jnp.arange(r_out)].set(1.0)
+        convs.append(jnp.broadcast_to(base, c.shape) + eps)
+    out = jax.random.normal(keys[-1], net.out.shape, net.dtype) / net.out.shape[0] ** 0.5
+    return net.replace(convs=convs, out=out)
+
+
+def make_tree(shape: Sequence[int], geometry: str, *, windows=None) -> Tree:
+    """A pooling tree by name for an input layout.
+
+    Args:
+        shape: ``(n,)`` or ``(h, w)``.
+        geometry: ``"quad"`` (2x2 windows), ``"mirror"`` (mirror pairs first), ``"grid"``
+            (explicit per-level ``(wh, ww)`` ``windows``), ``"binary"`` (1D, windows of 2;
+            for an image: its pixels row-major), ``"flat"`` (one global pooling).
+
+    Example:
+        >>> from tnjax.models import make_tree
+        >>> make_tree((28, 28), "grid", windows=[(2, 2), (2, 2), (7, 7)]).windows
+        (4, 4, 49)
+    """
+    shape = tuple(int(s) for s in shape)
+    n = 1
+    for s in shape:
+        n *= s
+    if geometry == "quad":
+        if len(shape) != 2:
+            raise ValueError(f"quad pooling needs an image shape (h, w), got {shape}")
+        return Tree.quad(*shape)
+    if geometry == "mirror":
+        if len(shape) != 2:
+            raise ValueError(f"mirror pooling needs an image shape (h, w), got {shape}")
+        return Tree.mirror(*shape)
+    if geometry == "grid":
+        if len(shape) != 2 or not windows:
+            raise ValueError("grid pooling needs an image shape (h, w) and windows=[(wh, ww), ...]")
+        return Tree.grid(*shape, windows)
+    if geometry == "binary":
+        t = Tree.binary(n)
+        return Tree(order=t.order, windows=t.windows, shape=shape)
+    if geometry == "flat":
+        return Tree(order=tuple(range(n)), windows=(n,), shape=shape)
+    raise ValueError(f"unknown geometry {geometry!r}: use one of {GEOMETRIES}")
+
+
+def make_model(config: ModelConfig, *, key: jax.Array, dtype=jnp.float32) -> ConvAC:
+    """Build a :class:`ConvAC` from a :class:`ModelConfig`.
+
+    Example:
+        >>> import jax
+        >>> from tnjax.models import ModelConfig, make_model
+        >>> model = make_model(ModelConfig(input_shape=(8, 8), n_classes=10), key=jax.random.key(0))
+        >>> model.network.dims
+        (8, 16, 16, 16)
+    """
+    tree = config.tree()
+    rngs = nnx.Rngs(params=key)
+    if config.representation == "trig":
+        rep = TrigRepresentation(tree.shape, m=config.m, dtype=dtype)
+    elif config.representation == "gaussian":
+        rep = GaussianRepresentation(tree.shape, m=config.m, patch=config.patch, dtype=dtype, rngs=rngs)
+    else:
+        rep = PatchConvRepresentation(
+            tree.shape, m=config.m, patch=config.patch, dtype=dtype, rngs=rngs
+        )
+    kw = {"z": config.z} if config.architecture == "shallow" else {"channels": config.channels}
+    model = ConvAC(
+        tree,
+        representation=rep,
+        n_classes=config.n_classes,
+        shared=config.shared,
+        init=config.init,
+        noise=config.noise,
+        dtype=dtype,
+        input_shape=config.input_shape,
+        rngs=rngs,
+        **kw,
+    )
+    model.config = config  # static metadata: lets checkpoints rebuild the model
+    return model
