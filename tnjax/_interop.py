@@ -16,8 +16,9 @@ def to_tensornetwork(net: TreeTN, features=None, *, backend: str = "numpy"):
     Each conv matrix is a Node, each pooling window a CopyNode with ``k + 1`` legs, the
     output layer a Node. Without ``features`` the inputs are left open (legs of dimension
     M, in input order) and the last open edge is the class index. With ``features`` of
-    shape ``(batch, N, M)``, each input gets a feature Node whose batch legs meet in one
-    CopyNode; the open edges are then ``(batch, class)``.
+    shape ``(batch, N, M)``, each input gets a feature Node whose batch legs meet in
+    copy tensors that follow the pooling tree (the batch is a hyper-index); the open
+    edges are then ``(batch, class)``.
 
     Returns:
         ``(nodes, output_edges)``, ready for ``tensornetwork.contractors.greedy(nodes,
@@ -34,57 +35,55 @@ def to_tensornetwork(net: TreeTN, features=None, *, backend: str = "numpy"):
     import tensornetwork as tn
 
     tree = net.tree
+    dtype = np.asarray(net.out).dtype
     nodes = []
-    # `up[p]` is the dangling edge carrying the vector of node p at the current level.
-    up = []
-    leaf_edges = [None] * tree.n_inputs
+    up = []  # dangling edge carrying the channel vector of each node of the current level
+    bup = None  # with features: dangling batch edge of each node of the current level
     w0 = np.asarray(net.level_weights(0))
+    leaf_edges = [None] * tree.n_inputs
     for p in range(tree.n_inputs):
         node = tn.Node(w0[p], name=f"W0_{p}", backend=backend)
         nodes.append(node)
         leaf_edges[tree.order[p]] = node[0]
         up.append(node[1])
+    if features is not None:
+        check_features(net, features)
+        feats = np.asarray(features, dtype=dtype)
+        bup = []
+        for p, i in enumerate(tree.order):
+            f = tn.Node(feats[:, i, :], name=f"phi_{i}", backend=backend)
+            nodes.append(f)
+            f[1] ^ leaf_edges[i]
+            bup.append(f[0])
     for lvl, k in enumerate(tree.windows):
         if lvl > 0:
             w = np.asarray(net.level_weights(lvl))
-            new_up = []
             for p, edge in enumerate(up):
                 node = tn.Node(w[p], name=f"W{lvl}_{p}", backend=backend)
                 nodes.append(node)
                 edge ^ node[0]
-                new_up.append(node[1])
-            up = new_up
-        pooled = []
-        for j in range(len(up) // k):
-            copy = tn.CopyNode(
-                k + 1,
-                net.dims[lvl + 1],
-                name=f"pool{lvl}_{j}",
-                backend=backend,
-                dtype=np.asarray(net.out).dtype,
-            )
-            nodes.append(copy)
-            for c in range(k):
-                up[j * k + c] ^ copy[c]
-            pooled.append(copy[k])
-        up = pooled
+                up[p] = node[1]
+        up = _pool(tn, nodes, up, k, net.dims[lvl + 1], f"pool{lvl}", backend, dtype)
+        if bup is not None:  # the batch index is a hyper-index too: one copy per window
+            bup = _pool(tn, nodes, bup, k, feats.shape[0], f"batch{lvl}", backend, dtype)
     out = tn.Node(np.asarray(net.out), name="out", backend=backend)
     nodes.append(out)
     up[0] ^ out[0]
     if features is None:
         return nodes, [*leaf_edges, out[1]]
-    check_features(net, features)
-    feats = np.asarray(features, dtype=np.asarray(net.out).dtype)
-    batch = tn.CopyNode(
-        tree.n_inputs + 1, feats.shape[0], name="batch", backend=backend, dtype=feats.dtype
-    )
-    nodes.append(batch)
-    for i in range(tree.n_inputs):
-        f = tn.Node(feats[:, i, :], name=f"phi_{i}", backend=backend)
-        nodes.append(f)
-        f[0] ^ batch[i]
-        f[1] ^ leaf_edges[i]
-    return nodes, [batch[tree.n_inputs], out[1]]
+    return nodes, [bup[0], out[1]]
+
+
+def _pool(tn, nodes, edges, k, dim, name, backend, dtype):
+    """Join consecutive windows of ``k`` dangling edges with copy tensors of ``k + 1`` legs."""
+    pooled = []
+    for j in range(len(edges) // k):
+        copy = tn.CopyNode(k + 1, dim, name=f"{name}_{j}", backend=backend, dtype=dtype)
+        nodes.append(copy)
+        for c in range(k):
+            edges[j * k + c] ^ copy[c]
+        pooled.append(copy[k])
+    return pooled
 
 
 def tensornetwork_scores(net: TreeTN, features, *, backend: str = "numpy") -> np.ndarray:
