@@ -120,7 +120,9 @@ def test_pair_spectrum_and_grad():
     g1, g2 = _rand_psd(rng, 4), _rand_psd(rng, 4)
     want = np.sort(np.linalg.eigvals(g1 @ g2).real)[::-1]
     np.testing.assert_allclose(gram_pair_spectrum(g1, g2), want, rtol=1e-10)
-    check_grads(gram_pair_spectrum, (jnp.asarray(g1), jnp.asarray(g2)), order=1, modes=("fwd", "rev"))
+    check_grads(
+        gram_pair_spectrum, (jnp.asarray(g1), jnp.asarray(g2)), order=1, modes=("fwd", "rev")
+    )
     f = lambda a, b: renyi(gram_pair_spectrum(a, b), 2)  # noqa: E731
     check_grads(jax.jit(f), (jnp.asarray(g1), jnp.asarray(g2)), order=1, modes=("fwd", "rev"))
     # rank-deficient pair: spectrum still right

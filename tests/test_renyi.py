@@ -57,17 +57,29 @@ CASES = {
 def test_matches_dense_svd(name, shared):
     tree, parts = CASES[name]
     channels = tuple(range(2, 2 + tree.depth))
-    net = convac(jax.random.key(len(name)), tree, m=2, channels=channels, n_classes=2,
-                 shared=shared, dtype=jnp.float64)
+    net = convac(
+        jax.random.key(len(name)),
+        tree,
+        m=2,
+        channels=channels,
+        n_classes=2,
+        shared=shared,
+        dtype=jnp.float64,
+    )
     a = np.asarray(to_dense(net))
-    fn = jax.jit(renyi2, static_argnames=("partition", "classes"))
-    for part in parts:
-        got = fn(net, part, classes="each")
+
+    @jax.jit
+    def all_parts(net):  # one compile for every partition of the case
+        return [
+            (renyi2(net, p, classes="each"), renyi2(net, p), renyi2(net, p.complement(), classes=0))
+            for p in parts
+        ]
+
+    for part, (each, mean, comp) in zip(parts, all_parts(net), strict=True):
         want = [dense_renyi2(a[y], part.side_a) for y in range(2)]
-        np.testing.assert_allclose(got, want, rtol=1e-8, err_msg=part.name)
-        np.testing.assert_allclose(fn(net, part), np.mean(want), rtol=1e-8)
-        # symmetric in the two sides
-        np.testing.assert_allclose(fn(net, part.complement(), classes="each"), want, rtol=1e-8)
+        np.testing.assert_allclose(each, want, rtol=1e-8, err_msg=part.name)
+        np.testing.assert_allclose(mean, np.mean(want), rtol=1e-8)
+        np.testing.assert_allclose(comp, want[:1], rtol=1e-8)  # symmetric in the two sides
 
 
 def test_sum_and_single_class():
@@ -75,11 +87,14 @@ def test_sum_and_single_class():
     net = convac(jax.random.key(3), tree, m=3, channels=(3, 4), n_classes=3, dtype=jnp.float64)
     a = np.asarray(to_dense(net))
     part = Partition.interleaved(8)
-    got = jax.jit(renyi2, static_argnames=("partition", "classes"))(net, part, classes="sum")
+    got_sum, got_2 = jax.jit(
+        lambda n: (renyi2(n, part, classes="sum"), renyi2(n, part, classes=2))
+    )(net)
     want = dense_renyi2(np.moveaxis(a, 0, -1), part.side_a)
-    np.testing.assert_allclose(got, [want], rtol=1e-8)
-    np.testing.assert_allclose(renyi2(net, part, classes=2), [dense_renyi2(a[2], part.side_a)],
-                               rtol=1e-8)
+    np.testing.assert_allclose(got_sum, [want], rtol=1e-8)
+    np.testing.assert_allclose(got_2, [dense_renyi2(a[2], part.side_a)], rtol=1e-8)
+    # un-jitted gives the same
+    np.testing.assert_allclose(renyi2(net, part, classes=2), got_2, rtol=1e-12)
 
 
 def test_boolean_mask_and_scale():
@@ -95,10 +110,17 @@ def test_boolean_mask_and_scale():
 
 def test_gradient_vs_finite_differences():
     tree = Tree.from_windows(6, (3, 2))
+    part = Partition.from_sides([0, 2, 3], shape=6)
     for shared in (False, True):
-        net = convac(jax.random.key(5), tree, m=2, channels=(2, 3), n_classes=2, shared=shared,
-                     dtype=jnp.float64)
-        part = Partition.from_sides([0, 2, 3], shape=6)
+        net = convac(
+            jax.random.key(5),
+            tree,
+            m=2,
+            channels=(2, 3),
+            n_classes=2,
+            shared=shared,
+            dtype=jnp.float64,
+        )
         f = jax.jit(lambda convs, out, net=net: renyi2(net.replace(convs=convs, out=out), part))
         check_grads(f, (net.convs, net.out), order=1, modes=("rev",))
 
@@ -111,3 +133,80 @@ def test_bad_partition():
         renyi2(net, [0, 1])
     with pytest.raises(ValueError, match="one side"):
         renyi2(net, np.ones(4, dtype=bool))
+
+
+# ---------------------------------------------------------------------- the regularizer
+def test_penalty_matches_its_parts_and_grads():
+    from tnjax import edge_entropies, entanglement_entropy, entropy_penalty
+
+    tree = Tree.from_windows(6, (3, 2))
+    net = convac(jax.random.key(7), tree, m=2, channels=(2, 3), n_classes=2, dtype=jnp.float64)
+    parts = [Partition.interleaved(6), Partition.from_sides([0, 4], shape=6)]
+
+    @jax.jit
+    def f(net):
+        return (
+            entropy_penalty(net, parts),
+            entropy_penalty(net, parts, kind="von_neumann", classes=1),
+            entropy_penalty(net, "edges", kind="renyi", alpha=0.5),
+            entropy_penalty(net, parts[0], classes="sum"),
+        )
+
+    @jax.jit
+    def parts_separately(net):
+        return (
+            [renyi2(net, p) for p in parts],
+            [entanglement_entropy(net, p, classes=1)[0] for p in parts],
+            edge_entropies(net, kind="renyi", alpha=0.5),
+            renyi2(net, parts[0], classes="sum")[0],
+        )
+
+    p_r2, p_vn, p_edges, p_sum = f(net)
+    r2, vn, ent, r2_sum = parts_separately(net)
+    # eigenvalue round-off differs between two compilations: eigh's 1e-8 accuracy
+    np.testing.assert_allclose(p_r2, np.mean(r2), rtol=1e-8)
+    np.testing.assert_allclose(p_vn, np.mean(vn), rtol=1e-8)
+    np.testing.assert_allclose(p_edges, np.mean(np.concatenate(ent)), rtol=1e-8)
+    np.testing.assert_allclose(p_sum, r2_sum, rtol=1e-8)
+
+    for kind in ("von_neumann",):  # renyi2 gradients: test_gradient_vs_finite_differences
+        g = jax.jit(
+            lambda c, o, kind=kind: entropy_penalty(net.replace(convs=c, out=o), parts, kind=kind)
+        )
+        check_grads(g, (net.convs, net.out), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_penalty_steps_move_entropy_the_asked_way(sign):
+    """Gradient descent on weight * penalty: weight > 0 lowers the entropy, < 0 raises it."""
+    from tnjax import entropy_penalty
+
+    tree = Tree.binary(8)
+    net = convac(jax.random.key(8), tree, m=2, channels=3, n_classes=2, dtype=jnp.float64)
+    part = Partition.interleaved(8)
+    entropy = jax.jit(lambda n: entropy_penalty(n, part))
+    grad = jax.jit(jax.grad(lambda n: sign * entropy_penalty(n, part)))
+    start = float(entropy(net))
+    for _ in range(10):
+        net = jax.tree_util.tree_map(lambda x, gx: x - 0.05 * gx, net, grad(net))
+    end = float(entropy(net))
+    if sign > 0:
+        assert end < start - 1e-3, (start, end)
+    else:
+        assert end > start + 1e-3, (start, end)
+
+
+def test_penalty_bad_input():
+    from tnjax import entropy_penalty
+
+    net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=2, n_classes=2)
+    with pytest.raises(ValueError, match="unknown entropy kind"):
+        entropy_penalty(net, Partition.left_right(4), kind="tsallis")
+    with pytest.raises(ValueError, match="scalar"):
+        entropy_penalty(net, Partition.left_right(4), classes="each")
+    with pytest.raises(ValueError, match="'edges'"):
+        entropy_penalty(net, "all")
+    with pytest.raises(ValueError, match="empty"):
+        entropy_penalty(net, [])
+    with pytest.raises(TypeError, match="Partition"):
+        entropy_penalty(net, 3)

@@ -119,8 +119,9 @@ def test_gradient_of_edge_entropies():
 def test_gradient_finite_at_identity_init_with_sharing():
     """Weight sharing plus identity init gives degenerate spectra: grads stay finite."""
     tree = Tree.binary(8)
-    net = convac(jax.random.key(4), tree, m=3, channels=3, n_classes=2, shared=True,
-                 dtype=jnp.float64)
+    net = convac(
+        jax.random.key(4), tree, m=3, channels=3, n_classes=2, shared=True, dtype=jnp.float64
+    )
     eye = [jnp.eye(3) for _ in net.convs]
     net = net.replace(convs=eye, out=jnp.ones((3, 2)))
 
@@ -132,8 +133,7 @@ def test_gradient_finite_at_identity_init_with_sharing():
 
 
 def test_eager_matches_jit():
-    net = convac(jax.random.key(6), Tree.binary(4), m=2, channels=2, n_classes=1,
-                 dtype=jnp.float64)
+    net = convac(jax.random.key(6), Tree.binary(4), m=2, channels=2, n_classes=1, dtype=jnp.float64)
     eager, jitted = edge_spectra(net), jax.jit(edge_spectra)(net)
     for p, q in zip(eager.probs, jitted.probs, strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-14)

@@ -25,23 +25,30 @@ Its bonds (:class:`Bond`, capacity ``log2(dim)``):
 
 Cutting the network along the bonds of a :class:`MinCut` leaves two parts: side A holds
 every input of side A, every ``W(l, p)`` with ``w_side[l][p] == "A"``, every delta with
-``delta_side[l][j] == "A"`` and the output if ``out_side == "A"``; side B the rest. A delta
-with ``delta_side[l][j] == "cut"`` is split: its legs toward A-side neighbours form a copy
-tensor on side A, those toward B-side neighbours one on side B, joined by a new bond of
-dimension ``r_l`` (``delta_A = delta_B = identity`` on that bond). No leg of a cut delta is
-itself cut. The rank of the matricization ``A^y[side A; side B]`` is at most
-``MinCut.rank``, the product of the cut bond dimensions (Claim 1 of Levine et al.), and
-every entropy is at most ``log(rank)``.
+``delta_side[l][j] == "A"`` and the output if ``out_side == "A"``; side B the rest
+(``side_a_nodes`` / ``side_b_nodes`` list them as the labels above). A delta with
+``delta_side[l][j] == "cut"`` is split in two copy tensors, one holding its legs toward
+A-side neighbours, the other its legs toward B-side neighbours, joined by a new bond of
+dimension ``r_l`` (a copy tensor is two smaller copy tensors contracted over one index);
+no leg of a cut delta is itself cut. Every cut bond is thus an open index of each side:
+contracting side A over its inputs (and the class vector, wherever it falls) gives a
+matrix ``L[inputs of A, cut bonds]``, side B one ``R[inputs of B, cut bonds]``, and
+``A^y[side A; side B] = L @ R.T``. So its rank, the Schmidt rank of the partition, is at
+most ``MinCut.rank``, the product of the cut bond dimensions (Claim 1 of Levine et al.),
+and every entropy is at most ``log(rank)``. The Gram matrices ``L.T @ L`` and ``R.T @ R``
+(``rank x rank``) carry the whole Schmidt spectrum (ENTANGLEMENT.md, method 4). The class
+index is fixed (``a_y`` is a vector): the bound holds for each class.
 
 Two methods compute the cut. The default, ``method="tree"``, uses that the network
 without its terminals is a tree: a bottom-up dynamic programme over the side of every
 node (A, B, or "cut" for a copy tensor) minimises the product of the cut dimensions in
 exact integer arithmetic, in ``O(N)``. ``method="maxflow"`` runs networkx's max-flow on
 the vertex-split graph above (source tied to the inputs of side A, sink to side B); it
-is the independent check. That max-flow runs on integer capacities ``round(log2(dim) * 2**40)`` (networkx is exact on
-integers), so the cut returned is minimal up to ties closer than ``~1e-9`` in ``log2``
-(products within one part in 10^9); ``rank`` is then computed exactly as a Python int
-from the cut's bonds, and is always a valid upper bound.
+is the independent check. That max-flow runs on integer capacities
+``round(log2(dim) * 2**40)`` (networkx is exact on integers), so its cut is minimal up to
+ties closer than ``~1e-9`` in ``log2``; both methods compute ``rank`` exactly as a Python
+int from the cut's bonds, always a valid upper bound. Ties between cuts of equal rank
+are broken differently by the two methods.
 
 The graph of each ``(tree, dims)`` and the cut of each ``(tree, dims, partition)`` are
 cached: topology work is plain Python, planned once, outside jit.
@@ -101,6 +108,20 @@ class Bond:
     def label(self) -> str:
         return f"{self.kind}({self.level},{self.index}):{self.dim}"
 
+    def ends(self, tree: Tree) -> tuple[tuple, tuple]:
+        """The node labels the bond joins, lower then upper (``("input", p)``,
+        ``("W", l, p)``, ``("delta", l, j)``, ``("out",)``); a ``"delta"`` bond gives its
+        copy tensor twice."""
+        lvl, i = self.level, self.index
+        if self.kind == "input":
+            return ("input", i), ("W", 0, i)
+        if self.kind == "conv":
+            return ("W", lvl, i), ("delta", lvl, i // tree.windows[lvl])
+        if self.kind == "delta":
+            return ("delta", lvl, i), ("delta", lvl, i)
+        upper = ("out",) if lvl == tree.depth - 1 else ("W", lvl + 1, i)
+        return ("delta", lvl, i), upper
+
 
 @dataclasses.dataclass(frozen=True)
 class MinCut:
@@ -125,7 +146,7 @@ class MinCut:
         >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
         >>> cut = min_cut(net, Partition.left_right(8))
         >>> cut.rank, [b.label for b in cut.bonds]
-        (3, ['up(1,0):3'])
+        (3, ['up(1,1):3'])
     """
 
     tree: Tree
@@ -470,16 +491,6 @@ def _layout(tree: Tree) -> dict[tuple, tuple[float, float]]:
     return pos
 
 
-def _bond_ends(tree: Tree, bond: Bond) -> tuple[tuple, tuple]:
-    if bond.kind == "input":
-        return ("input", bond.index), ("W", 0, bond.index)
-    if bond.kind == "conv":
-        k = tree.windows[bond.level]
-        return ("W", bond.level, bond.index), ("delta", bond.level, bond.index // k)
-    upper = ("out",) if bond.level == tree.depth - 1 else ("W", bond.level + 1, bond.index)
-    return ("delta", bond.level, bond.index), upper
-
-
 def plot_cut(
     net_or_tree: TreeTN | Tree,
     partition: Partition | np.ndarray,
@@ -522,7 +533,7 @@ def plot_cut(
         fig = ax.figure
     pos = _layout(tree)
     colors = {"A": "tab:blue", "B": "tab:orange", "cut": "red"}
-    cut_edges = {_bond_ends(tree, b) for b in cut.bonds if b.kind != "delta"}
+    cut_edges = {b.ends(tree) for b in cut.bonds if b.kind != "delta"}
     small = n > 24
 
     def line(u, v):

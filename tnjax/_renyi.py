@@ -57,9 +57,7 @@ def _plan(tree: Tree, mask_leaf: tuple[bool, ...]) -> tuple[_Pool, ...]:
         ctypes = types[children]
         pos = np.searchsorted(mixed, children)
         pos = np.where(ctypes == _MIXED, np.minimum(pos, max(len(mixed) - 1, 0)), 0)
-        plan.append(
-            _Pool(children, ctypes == _A, ctypes == _B, ctypes == _MIXED, pos, parents)
-        )
+        plan.append(_Pool(children, ctypes == _A, ctypes == _B, ctypes == _MIXED, pos, parents))
         types = parent_types
     return tuple(plan)
 

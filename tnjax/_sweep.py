@@ -49,9 +49,7 @@ def class_top(net: TreeTN, classes) -> tuple[Array, bool]:
             return net.out.T, False
         if classes == "sum":
             return net.out.T, True
-        raise ValueError(
-            f"unknown classes={classes!r}: use 'each', 'mean', 'sum' or a class index"
-        )
+        raise ValueError(f"unknown classes={classes!r}: use 'each', 'mean', 'sum' or a class index")
     if isinstance(classes, bool) or not isinstance(classes, int):
         raise TypeError(f"classes must be 'each', 'mean', 'sum' or an int, got {classes!r}")
     if not 0 <= classes < net.n_classes:

@@ -12,6 +12,7 @@ from tnjax._data import (
     split_validation,
 )
 from tnjax._losses import accuracy, born_nll, predict, softmax_nll
+from tnjax._report import entanglement_report, format_report, standard_partitions
 from tnjax._train import (
     FitResult,
     TrainState,
@@ -35,8 +36,10 @@ __all__ = [
     "born_nll",
     "dataset_from_arrays",
     "download_mnist",
+    "entanglement_report",
     "evaluate",
     "fit",
+    "format_report",
     "init_train_state",
     "load_checkpoint",
     "load_digits",
@@ -51,4 +54,5 @@ __all__ = [
     "save_checkpoint",
     "softmax_nll",
     "split_validation",
+    "standard_partitions",
 ]

@@ -34,9 +34,11 @@ class ConvAC(nnx.Module):
     entanglement functions (``min_cut(model.network, partition)``).
 
     Args:
-        tree: pooling topology; its ``shape`` is the layout the network sees.
-        representation: an nnx module mapping ``(batch, *tree.shape)`` inputs to
-            ``(batch, n_inputs, M)`` features, with an attribute ``m``.
+        tree: pooling topology over the representation's feature grid (``tree.shape ==
+            representation.out_shape``: the pixels, or the patches of a strided one).
+        representation: an nnx module mapping ``(batch, *representation.shape)`` inputs
+            to ``(batch, n_inputs, M)`` features, with attributes ``m``, ``shape``,
+            ``out_shape``.
         channels: ``r_0..r_{L-1}`` of a deep ConvAC (an int: the same at every level).
         z: instead of ``channels``, the width of a shallow ConvAC (one global pooling).
         n_classes: number of outputs.
@@ -46,8 +48,8 @@ class ConvAC(nnx.Module):
             of many pooled vectors starts as ``1 + sum(eps)``: the network begins close to
             a linear model in the features and learns higher-order terms; ``"identity"``
             or ``"unit"``: see :func:`tnjax.convac`.
-        input_shape: shape of the raw inputs when smaller than ``tree.shape``: they are
-            zero-padded (centred) to ``tree.shape`` first, e.g. 28x28 MNIST in a 32x32 quad tree.
+        input_shape: shape of the raw inputs when smaller than ``representation.shape``:
+            they are zero-padded (centred) first, e.g. 28x28 MNIST in a 32x32 layout.
         rngs: ``nnx.Rngs`` (its ``params`` stream initialises the network).
 
     Example:
@@ -82,8 +84,18 @@ class ConvAC(nnx.Module):
         if (channels is None) == (z is None):
             raise ValueError("give exactly one of channels= (deep ConvAC) or z= (shallow ConvAC)")
         m = getattr(representation, "m", None)
-        if not isinstance(m, int):
-            raise TypeError("representation must be an nnx module with an integer attribute m")
+        rep_in = getattr(representation, "shape", None)
+        rep_out = getattr(representation, "out_shape", None)
+        if not isinstance(m, int) or rep_in is None or rep_out is None:
+            raise TypeError(
+                "representation must be an nnx module with attributes m (int), shape and "
+                "out_shape (its input and feature layouts), like tnjax.models.TrigRepresentation"
+            )
+        if tuple(rep_out) != tree.shape:
+            raise ValueError(
+                f"the representation gives a {tuple(rep_out)} grid of features but the tree is "
+                f"laid out as {tree.shape}: build the tree on representation.out_shape"
+            )
         key = rngs.params()
         base_init = "unit" if init == "product" else init
         if z is not None:
@@ -107,13 +119,14 @@ class ConvAC(nnx.Module):
         self.representation = representation
         self.tree = net.tree
         self.shared = net.shared
-        self.input_shape = tuple(input_shape) if input_shape is not None else net.tree.shape
-        if len(self.input_shape) != len(net.tree.shape) or any(
-            a > b for a, b in zip(self.input_shape, net.tree.shape, strict=True)
+        self.layout = tuple(rep_in)
+        self.input_shape = tuple(input_shape) if input_shape is not None else self.layout
+        if len(self.input_shape) != len(self.layout) or any(
+            a > b for a, b in zip(self.input_shape, self.layout, strict=True)
         ):
             raise ValueError(
-                f"input_shape {self.input_shape} does not fit in the tree's layout "
-                f"{net.tree.shape}: it must have as many axes and be no larger"
+                f"input_shape {self.input_shape} does not fit in the representation's layout "
+                f"{self.layout}: it must have as many axes and be no larger"
             )
         self.convs = nnx.List([nnx.Param(c) for c in net.convs])
         self.out = nnx.Param(net.out)
@@ -133,10 +146,10 @@ class ConvAC(nnx.Module):
                 f"this model takes inputs of shape (batch, {', '.join(map(str, self.input_shape))})"
                 f", got {tuple(x.shape)}"
             )
-        if self.input_shape != self.tree.shape:
+        if self.input_shape != self.layout:
             pads = [(0, 0)] + [
                 ((t - s) // 2, t - s - (t - s) // 2)
-                for s, t in zip(self.input_shape, self.tree.shape, strict=True)
+                for s, t in zip(self.input_shape, self.layout, strict=True)
             ]
             x = jnp.pad(x, pads)
         return self.representation(x)
@@ -157,10 +170,13 @@ class ModelConfig:
         geometry: pooling geometry, one of ``quad``, ``mirror``, ``binary`` (1D),
             ``grid`` (with ``windows``), ``flat``.
         windows: per-level ``(wh, ww)`` blocks for ``geometry="grid"``.
-        pad_to: layout of the tree when larger than ``input_shape`` (inputs zero-padded).
+        pad_to: layout of the representation when larger than ``input_shape`` (inputs
+            zero-padded, centred).
         representation: ``"trig"``, ``"gaussian"`` or ``"conv"``.
         m: representation size M.
         patch: patch side of the gaussian / conv representation.
+        stride: patch stride of the conv representation (the tree is over the
+            ``ceil(layout / stride)`` grid of patches).
         channels: ``r_0..r_{L-1}`` of a deep network (one int: every level).
         z: width of a shallow network.
         shared: weight sharing across positions.
@@ -182,6 +198,7 @@ class ModelConfig:
     representation: str = "conv"
     m: int = 8
     patch: int = 3
+    stride: int = 1
     channels: tuple[int, ...] | int = 16
     z: int = 64
     shared: bool = False
@@ -198,6 +215,8 @@ class ModelConfig:
             object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if self.architecture not in ("deep", "shallow"):
             raise ValueError(f"architecture {self.architecture!r}: use 'deep' or 'shallow'")
+        if self.stride != 1 and self.representation != "conv":
+            raise ValueError(f"stride={self.stride} needs representation='conv'")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(
                 f"representation {self.representation!r}: use one of {REPRESENTATIONS}"
@@ -206,7 +225,12 @@ class ModelConfig:
 
     def tree(self) -> Tree:
         """The pooling tree of this configuration."""
-        return make_tree(self.pad_to or self.input_shape, self.geometry, windows=self.windows)
+        grid = tuple(-(-s // self.stride) for s in self.layout())
+        return make_tree(grid, self.geometry, windows=self.windows)
+
+    def layout(self) -> tuple[int, ...]:
+        """The representation's input layout (``pad_to`` or ``input_shape``)."""
+        return self.pad_to or self.input_shape
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -282,14 +306,17 @@ def make_model(config: ModelConfig, *, key: jax.Array, dtype=jnp.float32) -> Con
         (8, 16, 16, 16)
     """
     tree = config.tree()
+    layout = config.layout()
     rngs = nnx.Rngs(params=key)
     if config.representation == "trig":
-        rep = TrigRepresentation(tree.shape, m=config.m, dtype=dtype)
+        rep = TrigRepresentation(layout, m=config.m, dtype=dtype)
     elif config.representation == "gaussian":
-        rep = GaussianRepresentation(tree.shape, m=config.m, patch=config.patch, dtype=dtype, rngs=rngs)
+        rep = GaussianRepresentation(
+            layout, m=config.m, patch=config.patch, dtype=dtype, rngs=rngs
+        )
     else:
         rep = PatchConvRepresentation(
-            tree.shape, m=config.m, patch=config.patch, dtype=dtype, rngs=rngs
+            layout, m=config.m, patch=config.patch, stride=config.stride, dtype=dtype, rngs=rngs
         )
     kw = {"z": config.z} if config.architecture == "shallow" else {"channels": config.channels}
     model = ConvAC(

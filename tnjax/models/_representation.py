@@ -64,6 +64,7 @@ class TrigRepresentation(nnx.Module):
         if m < 2:
             raise ValueError(f"the trigonometric map needs m >= 2, got m={m}")
         self.shape = tuple(int(s) for s in shape)
+        self.out_shape = self.shape
         self.m = int(m)
         self.dtype = dtype
 
@@ -103,6 +104,7 @@ class GaussianRepresentation(nnx.Module):
         if m < 1 or patch < 1:
             raise ValueError(f"m and patch must be positive, got m={m}, patch={patch}")
         self.shape = tuple(int(s) for s in shape)
+        self.out_shape = self.shape
         self.m, self.patch, self.dtype = int(m), int(patch), dtype
         k = patch ** len(self.shape)
         self.mu = nnx.Param(jax.random.uniform(rngs.params(), (k, m), dtype))
@@ -121,12 +123,14 @@ class GaussianRepresentation(nnx.Module):
 class PatchConvRepresentation(nnx.Module):
     """A learned patch convolution with a nonlinearity: ``phi = act(conv(x))``, M output
     channels, 'SAME' zero padding, plus (``constant=True``) a constant channel 1 so
-    that an input can be ignored.
+    that an input can be ignored. With ``stride > 1`` the network's inputs are the
+    ``ceil(shape / stride)`` grid of patches (``out_shape``), not the pixels.
 
     Args:
         shape: input layout.
         m: feature size M (including the constant channel).
         patch: kernel side.
+        stride: step between patches (1: one feature vector per pixel).
         activation: nonlinearity (default ``jax.nn.gelu``).
         constant: append a constant-1 channel.
         rngs: ``nnx.Rngs`` for the kernel.
@@ -146,22 +150,26 @@ class PatchConvRepresentation(nnx.Module):
         *,
         m: int,
         patch: int = 3,
+        stride: int = 1,
         activation: Callable[[Array], Array] = jax.nn.gelu,
         constant: bool = True,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        if m < 1 + int(constant) or patch < 1:
+        if m < 1 + int(constant) or patch < 1 or stride < 1:
             raise ValueError(
-                f"need m >= {1 + int(constant)} and patch >= 1, got m={m}, patch={patch}"
+                f"need m >= {1 + int(constant)}, patch >= 1 and stride >= 1, got m={m}, "
+                f"patch={patch}, stride={stride}"
             )
         self.shape = tuple(int(s) for s in shape)
+        self.out_shape = tuple(-(-s // stride) for s in self.shape)
         self.m, self.patch, self.constant, self.dtype = int(m), int(patch), bool(constant), dtype
         self.activation = activation
         self.conv = nnx.Conv(
             1,
             self.m - int(constant),
             kernel_size=(patch,) * len(self.shape),
+            strides=(stride,) * len(self.shape),
             padding="SAME",
             dtype=dtype,
             param_dtype=dtype,

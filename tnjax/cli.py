@@ -1,0 +1,259 @@
+"""Command line: ``tnjax train``, ``tnjax entropy``, ``tnjax bench``.
+
+``tnjax train`` with no arguments trains a deep ConvAC on scikit-learn's embedded 8x8
+digits (no download), prints its test accuracy and an entanglement report (min-cut
+bounds and entropies of left/right, top/bottom, checkerboard and central-block
+partitions), and writes metrics, a learning curve, a checkpoint and min-cut drawings
+to ``runs/digits``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+__all__ = ["main"]
+
+PRESETS = {
+    "digits": dict(
+        representation="conv", m=16, patch=3, stride=1, channels="32", geometry="quad",
+        epochs=20, batch_size=32, lr=3e-3, noise=0.5, pad_to=None,
+    ),
+    "mnist": dict(
+        representation="conv", m=32, patch=6, stride=4, channels="64", geometry="quad",
+        epochs=30, batch_size=64, lr=3e-3, noise=0.5, pad_to="32x32",
+    ),
+}
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise SystemExit(f"tnjax: {what} must be integers like '16' or '16,16,32', got {text!r}")
+    if not vals:
+        raise SystemExit(f"tnjax: {what} is empty")
+    return vals
+
+
+def _windows(text: str | None):
+    if not text:
+        return None
+    out = []
+    for w in text.split(","):
+        a = _ints(w, "windows")
+        if len(a) != 2:
+            raise SystemExit(f"tnjax: grid windows are HxW pairs like '2x2,2x2,7x7', got {text!r}")
+        out.append(a)
+    return tuple(out)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tnjax", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a ConvAC and report its entanglement")
+    t.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
+    t.add_argument("--data-dir", default=None, help="MNIST folder (default $TNJAX_MNIST_DIR)")
+    t.add_argument("--download", action="store_true", help="download MNIST into ~/.cache/tnjax")
+    t.add_argument("--arch", choices=("deep", "shallow"), default="deep")
+    t.add_argument("--channels", default=None, help="deep: r_0..r_{L-1}, e.g. 32 or 16,32,64")
+    t.add_argument("--z", type=int, default=256, help="shallow: width")
+    t.add_argument("--representation", choices=("conv", "trig", "gaussian"), default=None)
+    t.add_argument("--m", type=int, default=None, help="representation size M")
+    t.add_argument("--patch", type=int, default=None)
+    t.add_argument("--stride", type=int, default=None)
+    t.add_argument("--geometry", choices=("quad", "mirror", "grid", "binary", "flat"), default=None)
+    t.add_argument("--windows", default=None, help="grid windows, e.g. 2x2,2x2,2x2")
+    t.add_argument("--pad-to", default=None, help="pad inputs to HxW first, e.g. 32x32")
+    t.add_argument("--shared", action="store_true", help="share weights across positions")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--loss", choices=("born", "softmax"), default="born")
+    t.add_argument("--regularizer", choices=("none", "entropy"), default="none",
+                   help="entropy: tnjax.entropy_penalty over the report's partitions")
+    t.add_argument("--reg-weight", type=float, default=0.0)
+    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--patience", type=int, default=None)
+    t.add_argument("--max-train", type=int, default=None, help="use only the first N samples")
+    t.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-report", action="store_true", help="skip the entanglement report")
+
+    e = sub.add_parser("entropy", help="entanglement report of a trained checkpoint")
+    e.add_argument("checkpoint", help="checkpoint file or run folder (from tnjax train)")
+    e.add_argument("--partitions", default=None,
+                   help="comma separated: left_right,top_bottom,checkerboard,block,interleaved")
+    e.add_argument("--out", default=None, help="folder for report.json and min-cut plots")
+
+    b = sub.add_parser("bench", help="run the benchmark scripts in benchmarks/")
+    b.add_argument("names", nargs="*", help="benchmark names (default: all)")
+    b.add_argument("--quick", action="store_true")
+    b.add_argument("--out", default=None)
+    b.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    return p
+
+
+def _report(net, out_dir, names=None):
+    from tnjax._report import entanglement_report, format_report, standard_partitions
+
+    parts = standard_partitions(net.tree.shape, names)
+    rows = entanglement_report(net, parts, plot_dir=out_dir)
+    print("\nentanglement of the trained network (per class; bits):")
+    print(format_report(rows))
+    if out_dir is not None:
+        with open(os.path.join(out_dir, "entanglement.json"), "w") as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+def _regularizer(kind, shape):
+    if kind == "none":
+        return None
+    import tnjax
+    from tnjax._report import standard_partitions
+
+    penalty = getattr(tnjax, "entropy_penalty", None)
+    if penalty is None:
+        raise SystemExit("tnjax: --regularizer entropy needs tnjax.entropy_penalty (not in this build)")
+    parts = standard_partitions(shape)
+    return lambda net: penalty(net, parts)
+
+
+def cmd_train(args) -> int:
+    import jax
+
+    import tnjax
+    from tnjax.models import ModelConfig, make_model
+
+    preset = PRESETS[args.dataset]
+
+    def pick(name):
+        v = getattr(args, name)
+        return preset[name] if v is None else v
+
+    if args.dataset == "digits":
+        data = tnjax.load_digits(seed=args.seed)
+    else:
+        try:
+            data = tnjax.load_mnist(args.data_dir, download=args.download)
+        except tnjax.DataError as e:
+            raise SystemExit(f"tnjax: {e}")
+    if args.max_train is not None:
+        k = args.max_train
+        data = tnjax.dataset_from_arrays(
+            data.x_train[:k], data.y_train[:k], data.x_test, data.y_test,
+            n_classes=data.n_classes, name=data.name,
+        )
+    pad = pick("pad_to")
+    channels = _ints(pick("channels"), "--channels")
+    config = ModelConfig(
+        input_shape=data.input_shape,
+        n_classes=data.n_classes,
+        architecture=args.arch,
+        geometry=pick("geometry"),
+        windows=_windows(args.windows),
+        pad_to=_ints(pad, "--pad-to") if pad else None,
+        representation=pick("representation"),
+        m=pick("m"),
+        patch=pick("patch"),
+        stride=pick("stride"),
+        channels=channels[0] if len(channels) == 1 else channels,
+        z=args.z,
+        shared=args.shared,
+        noise=preset["noise"],
+    )
+    model = make_model(config, key=jax.random.key(args.seed))
+    out = args.out or os.path.join("runs", args.dataset)
+    print(f"tnjax train: {data.name}, {len(data.x_train)} train / {len(data.x_test)} test samples")
+    print(f"model: {model.network!r}, representation {config.representation} (M={config.m})")
+    t0 = time.perf_counter()
+    result = tnjax.fit(
+        model, data,
+        epochs=pick("epochs"), batch_size=pick("batch_size"), lr=pick("lr"), loss=args.loss,
+        regularizer=_regularizer(args.regularizer, model.network.tree.shape),
+        reg_weight=args.reg_weight, val_fraction=args.val_fraction, patience=args.patience,
+        seed=args.seed, out_dir=out, progress=not args.no_progress,
+    )
+    wall = time.perf_counter() - t0
+    print(f"\ntest accuracy {result.test['accuracy']:.4f} (test loss {result.test['loss']:.4f}); "
+          f"training {result.train_time_s:.1f} s incl. {result.compile_time_s:.1f} s compile, "
+          f"{wall:.1f} s in all")
+    if not args.no_report:
+        _report(result.model.network, out)
+    print(f"\nwrote {out}/: metrics.json, learning_curve.png, checkpoint.msgpack"
+          + ("" if args.no_report else ", entanglement.json, min_cut_*.png"))
+    return 0
+
+
+def cmd_entropy(args) -> int:
+    import tnjax
+
+    try:
+        model = tnjax.load_model(args.checkpoint)
+    except tnjax.CheckpointError as e:
+        raise SystemExit(f"tnjax: {e}")
+    names = args.partitions.split(",") if args.partitions else None
+    out = args.out
+    if out is None:
+        base = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
+        out = base or "."
+    os.makedirs(out, exist_ok=True)
+    print(f"model: {model.network!r}")
+    try:
+        _report(model.network, out, names)
+    except ValueError as e:
+        raise SystemExit(f"tnjax: {e}")
+    return 0
+
+
+def _bench_dir() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    d = os.path.join(os.path.dirname(here), "benchmarks")
+    if not os.path.isfile(os.path.join(d, "_common.py")):
+        raise SystemExit(
+            "tnjax: benchmarks/ not found next to the package: `tnjax bench` runs from a source "
+            "checkout (git clone the repository and pip install -e .)"
+        )
+    return d
+
+
+def cmd_bench(args) -> int:
+    d = _bench_dir()
+    available = sorted(f[:-3] for f in os.listdir(d) if f.endswith(".py") and not f.startswith("_"))
+    if args.list:
+        print("\n".join(available))
+        return 0
+    names = args.names or available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise SystemExit(f"tnjax: unknown benchmarks {unknown}: available are {available}")
+    status = 0
+    for name in names:
+        cmd = [sys.executable, os.path.join(d, f"{name}.py")]
+        if args.quick:
+            cmd.append("--quick")
+        if args.out:
+            cmd += ["--out", os.path.abspath(args.out)]
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        rc = subprocess.call(cmd, cwd=d)
+        if rc:
+            print(f"== {name} failed with exit status {rc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tnjax`` command (and ``python -m tnjax``)."""
+    args = _build_parser().parse_args(argv)
+    return {"train": cmd_train, "entropy": cmd_entropy, "bench": cmd_bench}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
