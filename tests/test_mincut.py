@@ -154,7 +154,7 @@ TREES = {
 @pytest.mark.parametrize("name", list(TREES))
 def test_rank_never_above_min_cut(name, shared):
     tree, m = TREES[name]
-    parts = named_partitions(tree.shape) + random_partitions(7, tree.shape, 6)
+    parts = named_partitions(tree.shape) + random_partitions(7, tree.shape, 4)
     net = random_net(len(name) + shared, tree, m=m, choices=[1, 2, 3, 4, 5], shared=shared)
     a = dense(net)
     for y in range(net.n_classes):
@@ -337,7 +337,7 @@ def test_windows_over_two_tightness_recorded(record_property):
     for label, choices in (("powers_of_2", [2, 4]), ("mixed", [2, 3, 4, 5])):
         tight = total = 0
         for c, (tree, m) in enumerate(cases):
-            parts = named_partitions(tree.shape) + random_partitions(c, tree.shape, 6)
+            parts = named_partitions(tree.shape) + random_partitions(c, tree.shape, 4)
             net = random_net(200 + c, tree, m=m, choices=choices, orthogonal=True)
             a = dense(net)
             for part in parts:
