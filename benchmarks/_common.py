@@ -61,6 +61,49 @@ def time_jit(fn, *args, repeats: int = 10, warmup: int = 2, min_time: float = 0.
     return stats
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    rounds: int = 10,
+    round_s: float = 0.05,
+    min_time: float = 0.0,
+) -> dict[str, dict]:
+    """Steady-state medians of several warm (already compiled) callables, timed in
+    interleaved rounds: each round calls every function in turn, about ``round_s`` seconds
+    of calls each. A change in the machine's load then affects all of them alike, so
+    their ratios stay meaningful on a shared machine.
+
+    Returns ``{name: {"median_s", "min_s", "repeats", "cpu_median_s"}}``; ``cpu_median_s``
+    is the median process CPU time of a call (all threads): the work done, which other
+    processes' load disturbs less than the wall time.
+    """
+    per_round = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        block(fn())
+        per_round[name] = max(1, min(50, int(round_s / max(time.perf_counter() - t0, 1e-6))))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    start, done = time.perf_counter(), 0
+    while done < rounds or time.perf_counter() - start < min_time:
+        for name, fn in fns.items():
+            for _ in range(per_round[name]):
+                c0, t0 = time.process_time(), time.perf_counter()
+                block(fn())
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+        done += 1
+    return {
+        name: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "repeats": len(t),
+            "cpu_median_s": statistics.median(cpu[name]),
+        }
+        for name, t in times.items()
+    }
+
+
 def matmul_peak_gflops(*, n: int = 2048, dtype=jnp.float32, repeats: int = 10) -> float:
     """This machine's measured peak: GFLOP/s of a large jitted matmul."""
     k1, k2 = jax.random.split(jax.random.key(0))

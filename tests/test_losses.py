@@ -5,12 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tnjax import Scores, Tree, accuracy, born_nll, contract, convac, predict, softmax_nll
+from tnjax import Scores, Tree, accuracy, born_nll, convac, predict, softmax_nll
+from tnjax import contract as _contract
+
+contract = jax.jit(_contract, static_argnames="scaled")
 
 
 def _small_case(seed=0, dtype=jnp.float64):
-    net = convac(jax.random.key(seed), Tree.binary(8), m=3, channels=(4, 4, 5), n_classes=6,
-                 dtype=dtype)
+    net = convac(
+        jax.random.key(seed), Tree.binary(8), m=3, channels=(4, 4, 5), n_classes=6, dtype=dtype
+    )
     feats = jax.random.uniform(jax.random.key(seed + 1), (11, 8, 3), dtype, minval=-1, maxval=1)
     labels = jax.random.randint(jax.random.key(seed + 2), (11,), 0, 6)
     return net, feats, labels

@@ -26,7 +26,7 @@ __all__ = [
     "tensornetwork_scores",
     "to_dense",
     "to_tensornetwork",
-  *_entanglement.__all__,
+    *_entanglement.__all__,
     *_training.__all__,
     *_parallel.__all__,
 ]

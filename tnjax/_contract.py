@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -57,18 +58,16 @@ def _leaves(net: TreeTN, features: Array) -> Array:
     return x.astype(net.dtype)
 
 
-def contract(
-    net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool = True
-) -> Scores:
+def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool = True) -> Scores:
     """Class scores of a batch: one batched matmul and one pooling per tree level.
 
     Args:
         net: the network.
         features: represented inputs ``phi``, shape ``(batch, n_inputs, M)``, inputs in
             the user's layout (row-major pixels for images).
-        scaled: normalise each pooled vector and carry the log of its norm, so that
-            the scores neither overflow nor underflow (exact: the network is multilinear
-            in every pooled vector). With ``scaled=False``, ``log_scale`` is zero.
+        scaled: normalise pooled vectors and carry the log of their norms, so that the
+            scores neither overflow nor underflow (exact: the network is multilinear in
+            every pooled vector). With ``scaled=False``, ``log_scale`` is zero.
 
     Returns:
         :class:`Scores` with ``h = exp(log_scale) * scores``.
@@ -81,28 +80,62 @@ def contract(
         (7, 5)
     """
     check_features(net, features)
-    x = _leaves(net, features)
+    x = _leaves(net, features)  # (nodes, batch, channels) in leaf order
+    windows = net.tree.windows
+    plan = _normalize_plan(windows) if scaled else (False,) * len(windows)
     log_scale = jnp.zeros(x.shape[1], dtype=x.dtype)
-    for lvl, k in enumerate(net.tree.windows):
+    inv = None  # pending 1/norm of each pooled vector, (nodes, batch, 1)
+    for lvl, k in enumerate(windows):
         w = net.convs[lvl]
-        if net.shared:
-            v = jnp.matmul(x, w)
-        else:
-            v = jnp.einsum("nbm,nmr->nbr", x, w)
-        n, b, r = v.shape
-        x = jnp.prod(v.reshape(n // k, k, b, r), axis=1)
-        if scaled:
-            x, log_norm = _normalize(x)
+        v = jnp.matmul(x, w) if net.shared else jnp.einsum("nbm,nmr->nbr", x, w)
+        if inv is not None:
+            # the conv is linear: scaling its output is scaling its input; this
+            # multiply fuses into the pooling product
+            v = v * inv
+        x = _pool(v, k)
+        inv = None
+        if plan[lvl]:
+            inv, log_norm = _inv_norm(x)
             log_scale = log_scale + jnp.sum(log_norm, axis=0)
-    return Scores(log_scale, x[0] @ net.out)
+    root = x[0] if inv is None else x[0] * inv[0]
+    return Scores(log_scale, root @ net.out)
 
 
-def _normalize(x: Array) -> tuple[Array, Array]:
-    """x / ||x|| over the last axis, with a zero vector left as is (norm taken as 1)."""
+def _pool(v: Array, k: int) -> Array:
+    """Product over consecutive windows of ``k`` nodes: (n, b, r) -> (n / k, b, r)."""
+    n, b, r = v.shape
+    v = v.reshape(n // k, k, b, r)
+    if k > 8:  # wide windows (shallow / CP networks): one reduction
+        return jnp.prod(v, axis=1)
+    # a chain of multiplies: vectorises better than a reduction over the window axis,
+    # and its gradient is a concatenation rather than a generic product rule
+    parts = jax.lax.split(v, (1,) * k, axis=1)
+    return functools.reduce(jnp.multiply, parts)[:, 0]
+
+
+def _normalize_plan(windows: tuple[int, ...]) -> tuple[bool, ...]:
+    """Which levels normalise their pooled vectors (a static plan from the windows).
+
+    The first and last levels always do. A level of window 2 whose input was normalised
+    and whose parent level also pools pairs may skip it: between two normalisations the
+    magnitudes then grow at most like ``|W|^6`` (three convs, two pairwise products), far
+    inside the float range for any sane weights, and every normalisation is exact anyway
+    (its log is carried in ``log_scale``). This halves the normalisations of binary trees.
+    """
+    depth = len(windows)
+    plan = []
+    for lvl, k in enumerate(windows):
+        skip = 0 < lvl < depth - 1 and plan[lvl - 1] and k == 2 and windows[lvl + 1] == 2
+        plan.append(not skip)
+    return tuple(plan)
+
+
+def _inv_norm(x: Array) -> tuple[Array, Array]:
+    """``1/||x||`` over the last axis (keepdims) and ``log||x||``; a zero vector gets 1 and 0."""
     sq = jnp.sum(x * x, axis=-1, keepdims=True)
     ok = sq > jnp.finfo(x.dtype).tiny
     inv = jax.lax.rsqrt(jnp.where(ok, sq, 1.0))
-    return x * inv, -jnp.log(inv[..., 0])
+    return inv, -jnp.log(inv[..., 0])
 
 
 def to_dense(net: TreeTN, *, max_size: int = 2**24) -> Float[Array, "y ..."]:
@@ -152,4 +185,3 @@ def n_flops(net: TreeTN, batch: int) -> int:
         flops += n * batch * net.dims[lvl + 1]  # products
     flops += 2 * batch * net.dims[-1] * net.n_classes
     return flops
-

@@ -7,9 +7,12 @@ is a ``chi x chi`` Gram matrix (``L^T L`` and ``R^T R`` for ``A = L R^T``); the 
 Schmidt values are the eigenvalues of ``G_A^{1/2} G_B G_A^{1/2}``: ``O(chi^3)``.
 
 Each side's double-layer network is contracted by one ``einsum`` (copy tensors are
-hyper-indices; the contraction order is planned by opt_einsum at trace time). It is
-computed in the network's dtype without per-level rescaling: use float64 for many
-inputs. :func:`tnjax.renyi2` has no such limit and no rank budget.
+hyper-indices; the contraction order is planned by opt_einsum at trace time). Subtrees
+that lie wholly on one side with no cut inside enter as their two-copy Gram matrices
+from the (normalised) up-sweep, so the einsum only holds the nodes near the cut. The
+rest is computed in the network's dtype without rescaling: for partitions whose cut
+winds through many levels of a large network prefer float64, or :func:`tnjax.renyi2`,
+which has no rank budget.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tnjax._entropy import entropy_of, gram_pair_spectrum
 from tnjax._mincut import MinCut, min_cut
 from tnjax._network import TreeTN
 from tnjax._partition import as_partition
-from tnjax._sweep import _check_net, class_top
+from tnjax._sweep import _check_net, class_top, up_sweep
 
 __all__ = ["entanglement_entropy", "schmidt_spectrum"]
 
@@ -50,7 +53,8 @@ class _Sym:
 def _plan(cut: MinCut, m: int, n_classes: int, summed: bool):
     """Per side: operand specs ``(what, ket_indices, bra_indices)`` and the output
     indices; plus the list of cut index dimensions. ``what`` names a tensor:
-    ``("W", l, p)``, ``("out",)`` or ``("eye", dim)``."""
+    ``("W", l, p)``, ``("G", l, p)`` (the two-copy Gram of a pure subtree), ``("out",)``
+    or ``("eye", dim)``."""
     tree, dims = cut.tree, cut.dims
     sym = _Sym()
     ops = {"A": [], "B": []}
@@ -80,11 +84,35 @@ def _plan(cut: MinCut, m: int, n_classes: int, summed: bool):
         ops[dside].append((("eye", dims[lvl + 1]), (hk, ket), (hb, bra)))
         return ket, bra
 
+    # pure[l][p]: the subtree of W(l, p) (W included) lies on one side with no cut in it;
+    # in the double layer it is the subtree's two-copy Gram from the up-sweep
+    pure = []
+    for lvl in range(tree.depth):
+        row = []
+        for p in range(tree.level_sizes[lvl]):
+            side = cut.w_side[lvl][p]
+            if lvl == 0:
+                ok = side == ("A" if cut.partition.mask[tree.order[p]] else "B")
+            else:
+                k_prev = tree.windows[lvl - 1]
+                kids = range(p * k_prev, (p + 1) * k_prev)
+                ok = cut.delta_side[lvl - 1][p] == side and all(
+                    pure[lvl - 1][c] and cut.w_side[lvl - 1][c] == side for c in kids
+                )
+            row.append(ok)
+        pure.append(row)
+
     for lvl in range(tree.depth):
         k = tree.windows[lvl]
         for p in range(tree.level_sizes[lvl]):
+            j = p // k
+            if pure[lvl][p] and lvl + 1 < tree.depth and pure[lvl + 1][j]:
+                continue  # inside a larger pure subtree
             side = cut.w_side[lvl][p]
-            out_k, out_b = leg(lvl, p // k, side, ("conv", lvl, p))
+            out_k, out_b = leg(lvl, j, side, ("conv", lvl, p))
+            if pure[lvl][p]:
+                ops[side].append((("G", lvl, p), (out_k, out_b), ()))
+                continue
             if lvl == 0:
                 t_side = "A" if cut.partition.mask[tree.order[p]] else "B"
                 if t_side == side:
@@ -116,9 +144,12 @@ def _plan(cut: MinCut, m: int, n_classes: int, summed: bool):
     return ops, outs, tuple(c[1] for c in cuts), batch_side
 
 
-def _side_gram(net: TreeTN, ops, out_indices, dtype) -> Array:
+def _side_gram(net: TreeTN, ops, out_indices, dtype, grams) -> Array:
     args = []
     for what, ket, bra in ops:
+        if what[0] == "G":  # a pure subtree: its two-copy Gram (ket, bra)
+            args += [grams[what[1]][what[2]], list(ket)]
+            continue
         if what[0] == "eye":  # copy tensor(s) joining two indices
             eye = jnp.eye(what[1], dtype=dtype)
             args += [eye, list(ket)] + ([eye, list(bra)] if bra else [])
@@ -183,9 +214,10 @@ def schmidt_spectrum(
         )
     cut, summed, chi = _cut_of(net, partition, classes, max_rank)
     ops, outs, cut_dims, batch_side = _plan(cut, net.m, net.n_classes, summed)
+    sub_grams = up_sweep(net)[0]  # normalised: the spectrum is scale free
     grams = {}
     for s in ("A", "B"):
-        g = _side_gram(net, ops[s], outs[s], net.dtype)
+        g = _side_gram(net, ops[s], outs[s], net.dtype, sub_grams)
         g = g.reshape(g.shape[: g.ndim - 2 * len(cut_dims)] + (chi, chi))
         t = jax.lax.stop_gradient(jnp.trace(g, axis1=-2, axis2=-1))
         grams[s] = g / jnp.where(t > 0, t, 1.0)[..., None, None]

@@ -127,7 +127,9 @@ def dataset_from_arrays(
     if n_classes is None:
         n_classes = top
     elif top > n_classes:
-        raise DataError(f"a label is {top - 1} but n_classes={n_classes}: labels are 0..n_classes-1")
+        raise DataError(
+            f"a label is {top - 1} but n_classes={n_classes}: labels are 0..n_classes-1"
+        )
     return Dataset(xs[0], ys[0], xs[1], ys[1], int(n_classes), name)
 
 

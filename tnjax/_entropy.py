@@ -292,8 +292,8 @@ def gram_pair_spectrum(
             f"G1 is {g1.shape[-1]}x{g1.shape[-1]} but G2 is {g2.shape[-1]}x{g2.shape[-1]}: the "
             "two Gram matrices of one bond have the same size"
         )
-    shape = jnp.broadcast_shapes(g1.shape, g2.shape)
-    return _pair_eigvals(jnp.broadcast_to(g1, shape), jnp.broadcast_to(g2, shape))
+    jnp.broadcast_shapes(g1.shape, g2.shape)  # leading axes broadcast (G1's root taken once)
+    return _pair_eigvals(g1, g2)
 
 
 def entropy_of(lam: Array, kind: str, alpha: float | None = None) -> Array:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tnjax._entropy import entropy_of, gram_pair_spectrum
+from tnjax._entropy import entropy_of, gram_pair_spectrum, gram_spectrum
 from tnjax._network import TreeTN
 from tnjax._tree import Tree
 
@@ -66,8 +66,14 @@ def _norm_gram(g: Array) -> tuple[Array, Array]:
     return g / t[..., None, None], jnp.log(t)
 
 
-def up_sweep(net: TreeTN) -> tuple[list[Array], list[Array], Array, Array]:
+def up_sweep(
+    net: TreeTN, pooled: list | None = None
+) -> tuple[list[Array], list[Array], Array, Array]:
     """Normalised ``G_in`` after the conv of every level, and of the root.
+
+    Args:
+        pooled: if a list, ``pooled[l]`` receives the normalised ``G_in`` entering the
+            conv of level ``l`` (``None`` at level 0, where it is the identity).
 
     Returns:
         ``(grams, logs, root, root_log)``: ``grams[l]`` is ``(n_l, r_l, r_l)``, the true
@@ -77,6 +83,8 @@ def up_sweep(net: TreeTN) -> tuple[list[Array], list[Array], Array, Array]:
     g, lg = None, None  # G_in entering the conv of this level
     for lvl, k in enumerate(net.tree.windows):
         w = net.convs[lvl]
+        if pooled is not None:
+            pooled.append(g)
         if g is None:  # leaves: W^T W
             if net.shared:
                 gp = jnp.broadcast_to(w.T @ w, (net.tree.level_sizes[0], *w.shape[1:2] * 2))
@@ -110,16 +118,20 @@ def _exclusive_prod(x: Array) -> Array:
 
 
 def down_sweep(
-    net: TreeTN, grams: list[Array], logs: list[Array], top: Array
+    net: TreeTN, grams: list[Array], logs: list[Array], top: Array, pre: list | None = None
 ) -> tuple[list[Array], list[Array]]:
     """Normalised environments ``G_out`` of every bond, for each of ``c`` tops.
 
     Args:
         top: ``(c, r, r)``, the environment of the root vector.
+        pre: if a list, ``pre[l]`` receives the normalised environment of the bond
+            *entering* the conv of level ``l``, ``(c, n_l, dims[l], dims[l])``.
 
     Returns:
         ``(envs, env_logs)``: ``envs[l]`` is ``(c, n_l, r_l, r_l)``, ``env_logs[l]`` ``(c, n_l)``.
     """
+    if pre is not None:
+        pre.extend([None] * net.tree.depth)
     env, lenv = _norm_gram(top[:, None])  # (c, 1, r, r)
     envs: list[Array] = [None] * net.tree.depth  # type: ignore[list-item]
     env_logs: list[Array] = [None] * net.tree.depth  # type: ignore[list-item]
@@ -135,7 +147,7 @@ def down_sweep(
         e, dl = _norm_gram(e)
         le = le + dl
         envs[lvl], env_logs[lvl] = e, le
-        if lvl:
+        if lvl or pre is not None:
             w = net.convs[lvl]
             if net.shared:
                 env = jnp.einsum("cnrs,ar,bs->cnab", e, w, w)
@@ -143,6 +155,8 @@ def down_sweep(
                 env = jnp.einsum("cnrs,nar,nbs->cnab", e, w, w)
             env, dl = _norm_gram(env)
             lenv = le + dl
+            if pre is not None:
+                pre[lvl] = env
     return envs, env_logs
 
 
@@ -151,9 +165,11 @@ class EdgeSpectra:
     """Schmidt spectra of every tree edge (bipartition "subtree vs rest").
 
     Attributes:
-        probs: one array per level ``l``, shape ``(c, n_l, r_l)``: normalised squared
-            Schmidt values (descending, summing to 1) of the bond above node ``j`` of
-            level ``l``, for each of the ``c`` class choices.
+        probs: one array per level ``l``, shape ``(c, n_l, k_l)``: normalised squared
+            Schmidt values (descending, summing to 1) of the edge above node ``j`` of
+            level ``l``, for each of the ``c`` class choices. ``k_l`` bounds the Schmidt
+            rank: ``min(M**span, dims[l], dims[l+1])`` (the subtree's own space, the
+            conv's input and output bonds).
         log_norm: ``(c,)``, ``log <A, A>`` (the sum of the unnormalised squared Schmidt
             values, the same on every edge).
         tree: the topology (static); ``inputs(l, j)`` names the subtree's inputs.
@@ -195,11 +211,49 @@ def _sweep_pairs(net: TreeTN, classes):
         top = (vecs.T @ vecs)[None]
     else:
         top = jnp.einsum("ca,cb->cab", vecs, vecs)
-    grams, logs, root, root_log = up_sweep(net)
-    envs, _ = down_sweep(net, grams, logs, top)
+    pooled, pre = [], []
+    grams, logs, root, root_log = up_sweep(net, pooled)
+    envs, _ = down_sweep(net, grams, logs, top, pre)
     quad = jnp.einsum("cab,ab->c", top, root)
     log_norm = root_log + jnp.log(jnp.where(quad > 0, quad, jnp.finfo(quad.dtype).tiny))
-    return grams, envs, log_norm
+    # Per edge the cheapest exact eigenproblem: while the subtree's own space (M^span) is
+    # no larger than the bond, the reduced density matrix T G_out T^T of the subtree
+    # tensor T; else the Gram pair on the smaller of the edge's two bonds.
+    pairs = []
+    sub = _subtree_tensors(net)
+    for lvl in range(net.tree.depth):
+        if lvl < len(sub):
+            t = sub[lvl]  # (n, D, r_l)
+            pairs.append((None, jnp.einsum("ndr,cnrs,nes->cnde", t, envs[lvl], t)))
+        elif net.dims[lvl] < net.dims[lvl + 1]:
+            pairs.append((pooled[lvl], pre[lvl]))
+        else:
+            pairs.append((grams[lvl], envs[lvl]))
+    return pairs, log_norm
+
+
+def _subtree_tensors(net: TreeTN) -> list[Array]:
+    """Dense subtree tensors ``T[node, d, r_l]`` (after the conv) of the lowest levels,
+    for as long as the subtree space ``M^span`` is no larger than the edge's bonds.
+    Normalised per node (the spectra are scale free)."""
+    out: list[Array] = []
+    t = net.level_weights(0)
+    for lvl in range(net.tree.depth):
+        span = net.n_inputs // net.tree.level_sizes[lvl]
+        if net.m**span > min(net.dims[lvl], net.dims[lvl + 1]):
+            break
+        if lvl:
+            k = net.tree.windows[lvl - 1]  # the pooling that made this level's nodes
+            n, d, r = t.shape
+            acc = t[0::k] if k > 1 else t
+            for c in range(1, k):  # Khatri-Rao product of the window's children
+                acc = (acc[:, :, None, :] * t[c::k][:, None, :, :]).reshape(n // k, -1, r)
+            w = net.convs[lvl]
+            t = acc @ w if net.shared else jnp.einsum("ndr,nrs->nds", acc, w)
+        scale = jax.lax.stop_gradient(jnp.max(jnp.abs(t), axis=(-2, -1), keepdims=True))
+        t = t / jnp.where(scale > 0, scale, 1.0)
+        out.append(t)
+    return out
 
 
 def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
@@ -220,17 +274,21 @@ def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
         >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
         >>> sp = edge_spectra(net)
         >>> [p.shape for p in sp.probs], sp.inputs(1, 0)
-        ([(2, 8, 3), (2, 4, 3), (2, 2, 3)], (0, 1))
+        ([(2, 8, 2), (2, 4, 3), (2, 2, 3)], (0, 1))
     """
     if classes == "mean":
         raise ValueError(
             "classes='mean' averages entropies, not spectra: use classes='each' here, or "
             "edge_entropies(net, classes='mean')"
         )
-    grams, envs, log_norm = _sweep_pairs(net, classes)
+    pairs, log_norm = _sweep_pairs(net, classes)
     probs = []
-    for gp, e in zip(grams, envs, strict=True):
-        lam = jnp.maximum(gram_pair_spectrum(gp[None], e), 0.0)
+    for g_in, g_out in pairs:
+        if g_in is None:
+            lam = gram_spectrum(g_out)
+        else:
+            lam = gram_pair_spectrum(g_in, g_out)
+        lam = jnp.maximum(lam, 0.0)
         tot = jnp.sum(lam, axis=-1, keepdims=True)
         probs.append(lam / jnp.where(tot > 0, tot, 1.0))
     return EdgeSpectra(tuple(probs), log_norm, net.tree, classes)

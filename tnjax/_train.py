@@ -44,6 +44,7 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "plot_learning_curve",
+    "random_shift",
 ]
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -55,6 +56,37 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     step: jax.Array
+
+
+def random_shift(max_shift: int = 2) -> Callable[[np.random.Generator, np.ndarray], np.ndarray]:
+    """A data augmentation for :func:`fit`: translate each image by a random integer
+    offset in ``[-max_shift, max_shift]`` along each axis, filling with zeros.
+
+    Example:
+        >>> import numpy as np
+        >>> from tnjax import random_shift
+        >>> x = np.zeros((1, 5, 5)); x[0, 2, 2] = 1
+        >>> y = random_shift(1)(np.random.default_rng(0), x)
+        >>> y.shape, float(y.sum())
+        ((1, 5, 5), 1.0)
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+
+    def augment(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+        s = max_shift
+        if s == 0:
+            return x
+        b, d = x.shape[0], x.ndim - 1
+        xp = np.pad(x, [(0, 0)] + [(s, s)] * d)
+        offs = rng.integers(0, 2 * s + 1, size=(b, d))
+        out = np.empty_like(x)
+        for i in range(b):
+            sl = tuple(slice(o, o + n) for o, n in zip(offs[i], x.shape[1:], strict=True))
+            out[i] = xp[(i, *sl)]
+        return out
+
+    return augment
 
 
 def make_optimizer(
@@ -76,16 +108,7 @@ def make_optimizer(
         raise ValueError(f"total_steps must be positive, got {total_steps}")
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
-    warmup = max(1, total_steps // 20) if warmup_steps is None else int(warmup_steps)
-    if schedule == "cosine":
-        sched = optax.warmup_cosine_decay_schedule(
-            0.0, lr, warmup_steps=min(warmup, total_steps), decay_steps=total_steps,
-            end_value=lr * 1e-2,
-        )
-    elif schedule == "constant":
-        sched = optax.constant_schedule(lr)
-    else:
-        raise ValueError(f"unknown schedule {schedule!r}: use 'cosine' or 'constant'")
+    sched = _lr_fn(lr, total_steps, warmup_steps, schedule)
     parts = [] if clip is None else [optax.clip_by_global_norm(clip)]
     parts.append(optax.adamw(sched, weight_decay=weight_decay))
     return optax.chain(*parts)
@@ -260,6 +283,7 @@ def fit(
     checkpoint_every: int | None = None,
     resume: str | None = None,
     max_steps: int | None = None,
+    augment: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
     eval_batch_size: int = 1000,
     progress: bool = True,
 ) -> FitResult:
@@ -286,6 +310,9 @@ def fit(
         checkpoint_every: also checkpoint every this many steps (needs ``out_dir``).
         resume: a checkpoint path (or folder holding one) to continue from.
         max_steps: stop after this many steps in all (for resuming tests and budgets).
+        augment: ``augment(rng, x_batch) -> x_batch`` applied to each training batch
+            (e.g. :func:`random_shift`); ``rng`` is seeded by ``(seed, step)``, so runs
+            stay deterministic and resumable.
         progress: show a tqdm bar with loss and accuracy.
 
     Returns:
@@ -307,6 +334,8 @@ def fit(
         )
     if epochs < 1:
         raise ValueError(f"epochs must be positive, got {epochs}")
+    if patience is not None and not val_fraction:
+        raise ValueError("patience needs a validation split: set val_fraction > 0")
     if checkpoint_every is not None and out_dir is None:
         raise ValueError("checkpoint_every needs out_dir= to write checkpoints into")
     loss_fn(loss)
@@ -322,8 +351,12 @@ def fit(
     steps_per_epoch = n // batch_size
     total = epochs * steps_per_epoch
     optimizer = make_optimizer(
-        lr=lr, total_steps=total, warmup_steps=warmup_steps, schedule=schedule,
-        weight_decay=weight_decay, clip=clip,
+        lr=lr,
+        total_steps=total,
+        warmup_steps=warmup_steps,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        clip=clip,
     )
     graphdef, state = init_train_state(model, optimizer)
     n_traces = [0]
@@ -339,7 +372,14 @@ def fit(
     eval_step = jax.jit(make_eval_step(graphdef, loss=loss))
     lr_at = _lr_fn(lr, total, warmup_steps, schedule)
 
-    loop = {"history": [], "best_val": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
+    loop = {
+        "history": [],
+        "best_val": None,
+        "best_epoch": None,
+        "bad_epochs": 0,
+        "stopped": False,
+        "sums": {"loss": 0.0, "accuracy": 0.0, "count": 0},  # running means of this epoch
+    }
     best_params = state.params
     if resume is not None:
         path = os.path.join(resume, CHECKPOINT) if os.path.isdir(resume) else resume
@@ -369,7 +409,7 @@ def fit(
     limit = total if max_steps is None else min(total, int(max_steps))
     train_time = 0.0
     compile_time = 0.0
-    sums = {"loss": 0.0, "accuracy": 0.0, "count": 0}
+    sums = loop["sums"]
     ep_start = time.perf_counter()
     bar = None
     while step < limit and not loop["stopped"]:
@@ -379,19 +419,25 @@ def fit(
             if bar is not None:
                 bar.close()
             bar = tqdm(
-                total=steps_per_epoch, initial=i, desc=f"epoch {epoch + 1}/{epochs}",
-                disable=not progress, leave=False,
+                total=steps_per_epoch,
+                initial=i,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                disable=not progress,
+                leave=False,
             )
             if i == 0:
-                sums = {"loss": 0.0, "accuracy": 0.0, "count": 0}
+                sums = loop["sums"] = {"loss": 0.0, "accuracy": 0.0, "count": 0}
                 ep_start = time.perf_counter()
         idx = perm[i * batch_size : (i + 1) * batch_size]
-        batch = (jnp.asarray(x_tr[idx]), jnp.asarray(y_tr[idx]))
+        xb = x_tr[idx]
+        if augment is not None:
+            xb = np.asarray(augment(np.random.default_rng([seed, 1, step]), xb), xb.dtype)
+        batch = (jnp.asarray(xb), jnp.asarray(y_tr[idx]))
         t0 = time.perf_counter()
         state, metrics = train_step(state, batch)
         loss_v = float(metrics["loss"])  # blocks: honest timing
         dt = time.perf_counter() - t0
-        if step == 0 or (compile_time == 0.0 and n_traces[0] == 1 and train_time == 0.0):
+        if n_traces[0] and not compile_time:  # the first step of this call compiles
             compile_time = dt
         train_time += dt
         if not math.isfinite(loss_v):
@@ -422,7 +468,11 @@ def fit(
                 v = _run_eval(eval_step, state.params, x_val, y_val, eval_batch_size)
                 rec["val_loss"], rec["val_accuracy"] = v["loss"], v["accuracy"]
                 if loop["best_val"] is None or v["loss"] < loop["best_val"]:
-                    loop["best_val"], loop["best_epoch"], loop["bad_epochs"] = v["loss"], epoch + 1, 0
+                    loop["best_val"], loop["best_epoch"], loop["bad_epochs"] = (
+                        v["loss"],
+                        epoch + 1,
+                        0,
+                    )
                     best_params = state.params
                 else:
                     loop["bad_epochs"] += 1
@@ -441,28 +491,45 @@ def fit(
     if bar is not None:
         bar.close()
     finished = loop["stopped"] or step >= total
-    if x_val is None or not loop["history"]:
-        best_params = state.params if not loop["history"] or x_val is None else best_params
+    if x_val is None:
+        best_params = state.params
     trained = nnx.merge(graphdef, best_params if finished else state.params)
     test = None
     if finished:
-        test = _run_eval(eval_step, nnx.split(trained)[1], data.x_test, data.y_test, eval_batch_size)
+        test = _run_eval(
+            eval_step, nnx.split(trained)[1], data.x_test, data.y_test, eval_batch_size
+        )
     checkpoint()
     result = FitResult(
         trained, state, loop["history"], test, train_time, compile_time, n_traces[0], out_dir
     )
     if out_dir is not None:
-        _write_metrics(result, loop, out_dir, data=data, loss=loss, seed=seed, epochs=epochs,
-                       batch_size=batch_size, lr=lr, reg_weight=reg_weight, config=config)
+        _write_metrics(
+            result,
+            loop,
+            out_dir,
+            data=data,
+            loss=loss,
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            reg_weight=reg_weight,
+            config=config,
+        )
     return result
 
 
 def _lr_fn(lr, total, warmup_steps, schedule):
-    warmup = max(1, total // 20) if warmup_steps is None else int(warmup_steps)
+    """Learning rate per step: linear warmup (5% of the steps by default) then cosine
+    decay to ``lr / 100``; or constant."""
     if schedule == "constant":
-        return lambda s: lr
+        return optax.constant_schedule(lr)
+    if schedule != "cosine":
+        raise ValueError(f"unknown schedule {schedule!r}: use 'cosine' or 'constant'")
+    warmup = max(1, total // 20) if warmup_steps is None else int(warmup_steps)
     return optax.warmup_cosine_decay_schedule(
-        0.0, lr, warmup_steps=min(warmup, total), decay_steps=total, end_value=lr * 1e-2
+        0.0, lr, warmup_steps=min(warmup, total - 1), decay_steps=total, end_value=lr * 1e-2
     )
 
 

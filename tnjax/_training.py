@@ -1,6 +1,11 @@
 """Public names of tnjax's training features (re-exported by tnjax/__init__.py)."""
 
-from tnjax._checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from tnjax._checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
 from tnjax._data import (
     DataError,
     Dataset,
@@ -24,6 +29,7 @@ from tnjax._train import (
     make_optimizer,
     make_train_step,
     plot_learning_curve,
+    random_shift,
 )
 
 __all__ = [
@@ -50,7 +56,9 @@ __all__ = [
     "make_train_step",
     "plot_learning_curve",
     "predict",
+    "random_shift",
     "read_checkpoint_meta",
+    "read_idx",
     "save_checkpoint",
     "softmax_nll",
     "split_validation",

@@ -18,14 +18,37 @@ import time
 
 __all__ = ["main"]
 
+# the configurations of benchmarks/training.py
 PRESETS = {
     "digits": dict(
-        representation="conv", m=16, patch=3, stride=1, channels="32", geometry="quad",
-        epochs=20, batch_size=32, lr=3e-3, noise=0.5, pad_to=None,
+        representation="conv",
+        m=8,
+        patch=3,
+        stride=1,
+        channels="16",
+        geometry="quad",
+        epochs=20,
+        batch_size=32,
+        lr=3e-3,
+        noise=0.5,
+        pad_to=None,
+        val_fraction=0.0,
+        augment=0,
     ),
     "mnist": dict(
-        representation="conv", m=32, patch=6, stride=4, channels="64", geometry="quad",
-        epochs=30, batch_size=64, lr=3e-3, noise=0.5, pad_to="32x32",
+        representation="conv",
+        m=32,
+        patch=6,
+        stride=4,
+        channels="128",
+        geometry="quad",
+        epochs=40,
+        batch_size=64,
+        lr=3e-3,
+        noise=0.5,
+        pad_to="32x32",
+        val_fraction=1 / 12,
+        augment=2,
     ),
 }
 
@@ -34,7 +57,9 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise SystemExit(f"tnjax: {what} must be integers like '16' or '16,16,32', got {text!r}")
+        raise SystemExit(
+            f"tnjax: {what} must be integers like '16' or '16,16,32', got {text!r}"
+        ) from None
     if not vals:
         raise SystemExit(f"tnjax: {what} is empty")
     return vals
@@ -75,10 +100,26 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--loss", choices=("born", "softmax"), default="born")
-    t.add_argument("--regularizer", choices=("none", "entropy"), default="none",
-                   help="entropy: tnjax.entropy_penalty over the report's partitions")
+    t.add_argument(
+        "--regularizer",
+        choices=("none", "entropy"),
+        default="none",
+        help="entropy: tnjax.entropy_penalty over the report's partitions",
+    )
     t.add_argument("--reg-weight", type=float, default=0.0)
-    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="held out for validation / early stopping (digits 0, mnist 1/12)",
+    )
+    t.add_argument(
+        "--augment",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="random translations of up to PIXELS (digits 0, mnist 2)",
+    )
     t.add_argument("--patience", type=int, default=None)
     t.add_argument("--max-train", type=int, default=None, help="use only the first N samples")
     t.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
@@ -88,8 +129,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("entropy", help="entanglement report of a trained checkpoint")
     e.add_argument("checkpoint", help="checkpoint file or run folder (from tnjax train)")
-    e.add_argument("--partitions", default=None,
-                   help="comma separated: left_right,top_bottom,checkerboard,block,interleaved")
+    e.add_argument(
+        "--partitions",
+        default=None,
+        help="comma separated: left_right,top_bottom,checkerboard,block,interleaved",
+    )
     e.add_argument("--out", default=None, help="folder for report.json and min-cut plots")
 
     b = sub.add_parser("bench", help="run the benchmark scripts in benchmarks/")
@@ -121,7 +165,9 @@ def _regularizer(kind, shape):
 
     penalty = getattr(tnjax, "entropy_penalty", None)
     if penalty is None:
-        raise SystemExit("tnjax: --regularizer entropy needs tnjax.entropy_penalty (not in this build)")
+        raise SystemExit(
+            "tnjax: --regularizer entropy needs tnjax.entropy_penalty (not in this build)"
+        )
     parts = standard_partitions(shape)
     return lambda net: penalty(net, parts)
 
@@ -139,17 +185,21 @@ def cmd_train(args) -> int:
         return preset[name] if v is None else v
 
     if args.dataset == "digits":
-        data = tnjax.load_digits(seed=args.seed)
+        data = tnjax.load_digits()  # fixed split; --seed sets init and shuffles
     else:
         try:
             data = tnjax.load_mnist(args.data_dir, download=args.download)
         except tnjax.DataError as e:
-            raise SystemExit(f"tnjax: {e}")
+            raise SystemExit(f"tnjax: {e}") from None
     if args.max_train is not None:
         k = args.max_train
         data = tnjax.dataset_from_arrays(
-            data.x_train[:k], data.y_train[:k], data.x_test, data.y_test,
-            n_classes=data.n_classes, name=data.name,
+            data.x_train[:k],
+            data.y_train[:k],
+            data.x_test,
+            data.y_test,
+            n_classes=data.n_classes,
+            name=data.name,
         )
     pad = pick("pad_to")
     channels = _ints(pick("channels"), "--channels")
@@ -175,20 +225,33 @@ def cmd_train(args) -> int:
     print(f"model: {model.network!r}, representation {config.representation} (M={config.m})")
     t0 = time.perf_counter()
     result = tnjax.fit(
-        model, data,
-        epochs=pick("epochs"), batch_size=pick("batch_size"), lr=pick("lr"), loss=args.loss,
+        model,
+        data,
+        epochs=pick("epochs"),
+        batch_size=pick("batch_size"),
+        lr=pick("lr"),
+        loss=args.loss,
         regularizer=_regularizer(args.regularizer, model.network.tree.shape),
-        reg_weight=args.reg_weight, val_fraction=args.val_fraction, patience=args.patience,
-        seed=args.seed, out_dir=out, progress=not args.no_progress,
+        reg_weight=args.reg_weight,
+        val_fraction=pick("val_fraction"),
+        patience=args.patience,
+        augment=tnjax.random_shift(pick("augment")) if pick("augment") else None,
+        seed=args.seed,
+        out_dir=out,
+        progress=not args.no_progress,
     )
     wall = time.perf_counter() - t0
-    print(f"\ntest accuracy {result.test['accuracy']:.4f} (test loss {result.test['loss']:.4f}); "
-          f"training {result.train_time_s:.1f} s incl. {result.compile_time_s:.1f} s compile, "
-          f"{wall:.1f} s in all")
+    print(
+        f"\ntest accuracy {result.test['accuracy']:.4f} (test loss {result.test['loss']:.4f}); "
+        f"training {result.train_time_s:.1f} s incl. {result.compile_time_s:.1f} s compile, "
+        f"{wall:.1f} s in all"
+    )
     if not args.no_report:
         _report(result.model.network, out)
-    print(f"\nwrote {out}/: metrics.json, learning_curve.png, checkpoint.msgpack"
-          + ("" if args.no_report else ", entanglement.json, min_cut_*.png"))
+    print(
+        f"\nwrote {out}/: metrics.json, learning_curve.png, checkpoint.msgpack"
+        + ("" if args.no_report else ", entanglement.json, min_cut_*.png")
+    )
     return 0
 
 
@@ -198,18 +261,20 @@ def cmd_entropy(args) -> int:
     try:
         model = tnjax.load_model(args.checkpoint)
     except tnjax.CheckpointError as e:
-        raise SystemExit(f"tnjax: {e}")
+        raise SystemExit(f"tnjax: {e}") from None
     names = args.partitions.split(",") if args.partitions else None
     out = args.out
     if out is None:
-        base = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
+        base = (
+            args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
+        )
         out = base or "."
     os.makedirs(out, exist_ok=True)
     print(f"model: {model.network!r}")
     try:
         _report(model.network, out, names)
     except ValueError as e:
-        raise SystemExit(f"tnjax: {e}")
+        raise SystemExit(f"tnjax: {e}") from None
     return 0
 
 

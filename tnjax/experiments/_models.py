@@ -83,10 +83,16 @@ class ReLUConvNet(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.channels = tuple(int(c) for c in channels)
-        self.rep = nnx.Conv(1, rep_channels, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+        he = nnx.initializers.he_normal()  # ReLU layers: keep the signal's variance
+        self.rep = nnx.Conv(
+            1, rep_channels, kernel_size=(3, 3), padding="SAME", kernel_init=he, rngs=rngs
+        )
         dims = (rep_channels, *self.channels)
         self.hidden = nnx.List(
-            [nnx.Conv(a, b, kernel_size=(1, 1), rngs=rngs) for a, b in zip(dims[:-1], dims[1:])]
+            [
+                nnx.Conv(a, b, kernel_size=(1, 1), kernel_init=he, rngs=rngs)
+                for a, b in zip(dims[:-1], dims[1:], strict=True)
+            ]
         )
         self.head = nnx.Linear(dims[-1], n_classes, rngs=rngs)
 
@@ -130,7 +136,7 @@ def task_convac(
         )
     rngs = nnx.Rngs(params=key)
     rep = PatchConvRepresentation(tree.shape, m=rep_channels, patch=3, rngs=rngs)
-    return ConvAC(
+    model = ConvAC(
         tree,
         representation=rep,
         channels=tuple(channels),
@@ -140,3 +146,34 @@ def task_convac(
         noise=noise,
         rngs=rngs,
     )
+    _neutral_background(model)
+    return model
+
+
+def _neutral_background(model: ConvAC) -> None:
+    """Make a black pixel a neutral element at the start of training.
+
+    A black pixel's features are ``e_0`` (constant channel 1, the others
+    ``gelu(0) = 0``). The product init maps it to ``1 + eps_0``, and each later level maps
+    the all-ones vector to ``1 + eps^T 1``: over thousands of background pixels these
+    factors swamp the digit. Zeroing ``eps_0`` at level 0 and the column sums of ``eps``
+    at later levels makes the all-ones vector a fixed point, so the background contributes
+    exactly 1 to every product and the network starts as a near-linear model of the
+    digit pixels; the output layer is made orthogonal to the all-ones direction. In
+    place (before training)."""
+    for lvl, c in enumerate(model.convs):
+        w = c[...]
+        r_in, r_out = w.shape
+        base = jnp.zeros((r_in, r_out), w.dtype)
+        if lvl == 0:
+            base = base.at[0].set(1.0)
+            eps = (w - base).at[0].set(0.0)
+        else:
+            base = base.at[jnp.arange(r_out) % r_in, jnp.arange(r_out)].set(1.0)
+            eps = w - base
+            eps = eps - jnp.mean(eps, axis=0, keepdims=True)
+        c[...] = base + eps
+    # the all-ones root (background) is common to every image: start the classifier
+    # orthogonal to it, so that the initial scores come from the digit alone
+    out = model.out[...]
+    model.out[...] = out - jnp.mean(out, axis=0, keepdims=True)

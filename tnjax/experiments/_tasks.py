@@ -26,7 +26,7 @@ def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return (np.asarray(images) > threshold).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     """``(n_out, n_in)`` exact area-averaging resampler: row ``o`` is the overlap of output
     cell ``[o, o+1) * n_in / n_out`` with each input cell, divided by the cell width."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array
 
@@ -98,12 +99,20 @@ class ConvAC(nnx.Module):
             )
         key = rngs.params()
         base_init = "unit" if init == "product" else init
-        if z is not None:
-            net = shallow_convac(
-                key, tree, m=m, z=z, n_classes=n_classes, shared=shared, dtype=dtype, init=base_init
-            )
-        else:
-            net = convac(
+
+        def build(key):
+            if z is not None:
+                return shallow_convac(
+                    key,
+                    tree,
+                    m=m,
+                    z=z,
+                    n_classes=n_classes,
+                    shared=shared,
+                    dtype=dtype,
+                    init=base_init,
+                )
+            return convac(
                 key,
                 tree,
                 m=m,
@@ -113,9 +122,12 @@ class ConvAC(nnx.Module):
                 dtype=dtype,
                 init=base_init,
             )
-        if init == "product":
+
+        if init == "product":  # shapes only (validated), then numpy-built tensors
             constant = bool(getattr(representation, "constant", False))
-            net = _product_init(rngs.params(), net, constant=constant, noise=noise)
+            net = _product_init(key, jax.eval_shape(build, key), constant=constant, noise=noise)
+        else:
+            net = build(key)
         self.representation = representation
         self.tree = net.tree
         self.shared = net.shared
@@ -210,7 +222,9 @@ class ModelConfig:
         if self.pad_to is not None:
             object.__setattr__(self, "pad_to", tuple(int(s) for s in self.pad_to))
         if self.windows is not None:
-            object.__setattr__(self, "windows", tuple(tuple(int(a) for a in w) for w in self.windows))
+            object.__setattr__(
+                self, "windows", tuple(tuple(int(a) for a in w) for w in self.windows)
+            )
         if not isinstance(self.channels, int):
             object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if self.architecture not in ("deep", "shallow"):
@@ -242,19 +256,25 @@ class ModelConfig:
 
 
 def _product_init(key, net: TreeTN, *, constant: bool, noise: float = 0.1) -> TreeTN:
-    keys = jax.random.split(key, net.tree.depth + 1)
+    """Conv tensors near maps to the all-ones vector (see :class:`ConvAC`), built in numpy
+    (plain Python topology work: no per-shape compilation), seeded by ``key``."""
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    dtype = np.dtype(net.out.dtype)
     convs = []
     for lvl, c in enumerate(net.convs):
         r_in, r_out = c.shape[-2], c.shape[-1]
-        eps = noise * jax.random.normal(keys[lvl], c.shape, c.dtype) / r_in**0.5
+        base = np.zeros((r_in, r_out))
         if lvl == 0:
-            base = jnp.zeros((r_in, r_out), c.dtype)
-            base = base.at[0].set(1.0) if constant else base + 1.0 / r_in
+            if constant:
+                base[0] = 1.0
+            else:
+                base += 1.0 / r_in
         else:  # identity, output channel c copying input channel c mod r_in
-            base = jnp.zeros((r_in, r_out), c.dtype).at[jnp.arange(r_out) % r_in, jnp.arange(r_out)].set(1.0)
-        convs.append(jnp.broadcast_to(base, c.shape) + eps)
-    out = jax.random.normal(keys[-1], net.out.shape, net.dtype) / net.out.shape[0] ** 0.5
-    return net.replace(convs=convs, out=out)
+            base[np.arange(r_out) % r_in, np.arange(r_out)] = 1.0
+        eps = noise * rng.standard_normal(c.shape) / np.sqrt(r_in)
+        convs.append(jnp.asarray((base + eps).astype(dtype)))
+    out = rng.standard_normal(net.out.shape) / np.sqrt(net.out.shape[0])
+    return TreeTN(convs, jnp.asarray(out.astype(dtype)), tree=net.tree, shared=net.shared)
 
 
 def make_tree(shape: Sequence[int], geometry: str, *, windows=None) -> Tree:
@@ -311,9 +331,7 @@ def make_model(config: ModelConfig, *, key: jax.Array, dtype=jnp.float32) -> Con
     if config.representation == "trig":
         rep = TrigRepresentation(layout, m=config.m, dtype=dtype)
     elif config.representation == "gaussian":
-        rep = GaussianRepresentation(
-            layout, m=config.m, patch=config.patch, dtype=dtype, rngs=rngs
-        )
+        rep = GaussianRepresentation(layout, m=config.m, patch=config.patch, dtype=dtype, rngs=rngs)
     else:
         rep = PatchConvRepresentation(
             layout, m=config.m, patch=config.patch, stride=config.stride, dtype=dtype, rngs=rngs

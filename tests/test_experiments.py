@@ -1,0 +1,226 @@
+"""Experiments of the seeds' papers: tasks, models, partition families, and the three
+benchmark scripts' quick modes (subprocess, JSON structure and sanity) and the notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import tnjax
+from tnjax.experiments import (
+    ARCHS,
+    ReLUConvNet,
+    capacity,
+    channel_list,
+    global_partitions,
+    hidden_weight_count,
+    local_partitions,
+    make_task,
+    place_digits,
+    renyi2_cost,
+    resize_area,
+    task_convac,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST = os.environ.get("TNJAX_MNIST_DIR", "/work/shared/data/mnist")
+HAS_MNIST = os.path.isfile(os.path.join(MNIST, "train-images-idx3-ubyte.gz"))
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason=f"no MNIST IDX files in {MNIST}")
+
+
+# ---------------------------------------------------------------------------- library
+@pytest.mark.parametrize("r", [1, 2, 3, 6, 12, 24])
+def test_channel_lists_have_the_papers_weight_count(r):
+    base, tip = channel_list("wide-base", r), channel_list("wide-tip", r)
+    assert base == (4 * r, 4 * r, 2 * r, 2 * r, r, r) and tip == base[::-1]
+    assert hidden_weight_count(base) == hidden_weight_count(tip) == 31 * r * r + 50 * r
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_models_have_equal_weight_counts(r):
+    counts = {}
+    for arch in ARCHS:
+        relu = ReLUConvNet(channel_list(arch, r), rngs=nnx.Rngs(0))
+        net = task_convac(channel_list(arch, r), key=jax.random.key(0)).network
+        assert relu.n_hidden_weights() == 31 * r * r + 50 * r
+        # the ConvAC's network: the same 1x1 convs (shared) and output layer
+        assert net.n_params() == 31 * r * r + 50 * r
+        assert net.dims == (10, *channel_list(arch, r))
+        counts[arch] = sum(int(x.size) for x in jax.tree.leaves(nnx.state(relu)))
+    assert counts["wide-base"] == counts["wide-tip"]
+
+
+def test_relu_convnet_and_convac_shapes():
+    x = np.zeros((3, 64, 64), np.float32)
+    x[:, 10:20, 30:40] = 1
+    relu = ReLUConvNet(channel_list("wide-tip", 1), rngs=nnx.Rngs(0))
+    assert relu(x).shape == (3, 10)
+    model = task_convac(channel_list("wide-base", 1), key=jax.random.key(0))
+    s = model(x)
+    assert s.scores.shape == (3, 10) and np.all(np.isfinite(np.asarray(s.scores)))
+
+
+def test_convac_background_is_neutral_at_init():
+    model = task_convac(channel_list("wide-tip", 2), key=jax.random.key(1))
+    for lvl, c in enumerate(model.network.convs):
+        ones_in = np.ones(c.shape[0])
+        vec = np.asarray(c)[0] if lvl == 0 else ones_in @ np.asarray(c)
+        np.testing.assert_allclose(vec, np.ones(c.shape[1]), atol=1e-5)
+
+
+def test_resize_area_preserves_mean():
+    rng = np.random.default_rng(0)
+    img = rng.random((20, 20))
+    for size in (8, 32, 5):
+        out = resize_area(img, size)
+        assert out.shape == (size, size)
+        np.testing.assert_allclose(out.mean(), img.mean(), rtol=1e-12)
+
+
+def test_place_digits_is_deterministic_and_binary():
+    x = np.zeros((5, 28, 28))
+    x[:, 6:22, 10:16] = 1.0
+    a = place_digits(x, digit_size=8, seed=3)
+    b = place_digits(x, digit_size=8, seed=3)
+    c = place_digits(x, digit_size=8, seed=4)
+    assert a.shape == (5, 64, 64) and set(np.unique(a)) <= {0, 1}
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    for img in a:  # the digit fits in an 8x8 window
+        rows, cols = np.flatnonzero(img.any(1)), np.flatnonzero(img.any(0))
+        assert rows[-1] - rows[0] < 8 and cols[-1] - cols[0] < 8
+
+
+def test_place_digits_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="digit_size"):
+        place_digits(np.zeros((1, 28, 28)), digit_size=70)
+    with pytest.raises(ValueError, match="unknown task"):
+        make_task(np.zeros((1, 28, 28)), np.zeros(1), task="medium")
+
+
+@needs_mnist
+def test_make_task_from_mnist():
+    d = tnjax.load_mnist(MNIST)
+    for task, side in (("local", 8), ("global", 32)):
+        x, y = make_task(d.x_train, d.y_train, task=task, n=20, seed=0)
+        assert x.shape == (20, 64, 64) and y.shape == (20,)
+        span = [np.flatnonzero(img.any(1)) for img in x]
+        assert all(s[-1] - s[0] < side for s in span)
+        assert all(s[-1] - s[0] >= side // 4 for s in span)
+
+
+def test_capacity_wide_base_local_wide_tip_global():
+    tree = tnjax.Tree.quad(64)
+    parts = local_partitions() + global_partitions()
+    r = 4
+    cap = {a: capacity(tree, (10, *channel_list(a, r)), parts) for a in ARCHS}
+    # an aligned 4x4 block is one subtree: the cheapest of its copy tensor (r_1) and the
+    # bond above its conv (r_2); left/right cuts near the root
+    assert cap["wide-base"]["block 4x4 aligned"] == pytest.approx(np.log2(min(4 * r, 2 * r)))
+    assert cap["wide-tip"]["block 4x4 aligned"] == pytest.approx(np.log2(min(r, 2 * r)))
+    assert cap["wide-tip"]["left/right"] > cap["wide-base"]["left/right"]
+    assert cap["wide-base"]["checkerboard"] > cap["wide-tip"]["checkerboard"]
+
+
+def test_renyi2_cost_counts_mixed_nodes():
+    tree = tnjax.Tree.quad(8)
+    dims = (2, 3, 3, 3)
+    aligned = tnjax.Partition.block((8, 8), start=(0, 0), size=4)
+    # a block that is one subtree: only its ancestors mix (the root: 3^4, no conv above)
+    assert renyi2_cost(tree, dims, aligned) == 2 * 3**4
+    assert renyi2_cost(tree, dims, tnjax.Partition.checkerboard((8, 8))) > 16 * 3**4
+
+
+# ---------------------------------------------------------------------------- scripts
+def _run(script, tmp_path):
+    env = {**os.environ, "TNJAX_MNIST_DIR": MNIST, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), "--quick",
+         "--out", str(tmp_path)],
+        cwd=os.path.join(ROOT, "benchmarks"), env=env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / f"{script}.json") as f:
+        payload = json.load(f)
+    assert (tmp_path / f"{script}.png").stat().st_size > 0
+    return payload
+
+
+@needs_mnist
+def test_inductive_bias_quick(tmp_path):
+    out = _run("inductive_bias", tmp_path)
+    assert out["mode"] == "quick"
+    for r, row in out["param_counts"].items():
+        r = int(r)
+        assert row["wide-base"]["relu_hidden_weights"] == row["wide-tip"]["relu_hidden_weights"]
+        assert row["wide-base"]["relu_hidden_weights"] == 31 * r * r + 50 * r
+        assert row["wide-base"]["relu_total"] == row["wide-tip"]["relu_total"]
+        assert row["wide-base"]["convac_total"] == row["wide-tip"]["convac_total"]
+    assert {(u["family"], u["arch"]) for u in out["runs"]} == {
+        (f, a) for f in ("relu", "convac") for a in ARCHS
+    }
+    for u in out["runs"]:
+        assert 0.0 <= u["test_accuracy"] <= 1.0
+    for s in out["summary"]:
+        assert 0.0 <= s["mean"] <= 1.0 and s["std"] >= 0.0
+    cap = out["capacity"]
+    for arch in ARCHS:
+        for bits in cap[arch].values():
+            assert all(v >= 0 for v in bits.values())
+    for e in out["entropies"]:
+        for name, v in e["renyi2"].items():
+            assert v is None or (
+                v >= -1e-4 and v <= cap[e["arch"]][str(e["r"])][name] * np.log(2) + 1e-3
+            )
+    assert os.path.isdir(tmp_path / "inductive_bias_nets")
+
+
+@needs_mnist
+def test_regularization_quick(tmp_path):
+    out = _run("regularization", tmp_path)
+    conds = {u["condition"] for u in out["runs"]}
+    assert "none" in conds and len(conds) >= 2
+    for u in out["runs"]:
+        assert 0.0 <= u["test_accuracy"] <= 1.0
+        assert u["local_entropy_bits"] >= -1e-4 and u["global_entropy_bits"] >= -1e-4
+        if u["condition"] != "none":
+            assert u["reg_weight"] != 0
+    assert {"local", "global"} <= set(out["capacity_bits"])
+
+
+def test_scaling_laws_quick(tmp_path):
+    out = _run("scaling_laws", tmp_path)
+    for g in out["block_growth"]:
+        assert len(g["capacity_bits"]) == len(g["sizes"]) == len(g["renyi2_bits"])
+        for s2, cap in zip(g["renyi2_bits"], g["capacity_bits"], strict=True):
+            assert s2 is None or s2 <= cap + 1e-3  # entropy under the min-cut bound
+    rows = out["depth_width"]
+    assert rows and all(r["D"] is None or r["D"] >= 1 for r in rows)
+    shallow = [r for r in rows if r["n_c"] == 1]
+    assert all(r["D"] == 2 ** r["target_bits"] for r in shallow)  # one bond of dim D
+
+
+# ---------------------------------------------------------------------------- notebook
+def test_notebook_executes():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    path = os.path.join(ROOT, "notebooks", "experiments.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3",
+        resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}},
+    )  # fmt: skip
+    client.execute()
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]  # fmt: skip
+    assert not errors
