@@ -37,7 +37,7 @@ path search) and path search (``setup_s``) are reported apart from the steady st
 steady-state medians of all peers are taken in interleaved rounds
 (``_common.time_interleaved``), so that load from other processes affects all alike.
 
-Run ``python benchmarks/contraction.py`` (full, about 5 minutes on 2 cores) or
+Run ``python benchmarks/contraction.py`` (full, 4 to 8 minutes on a shared 2-core CPU) or
 ``--quick`` (seconds, for tests). Writes ``results/contraction.json`` and
 ``results/contraction.png``.
 """

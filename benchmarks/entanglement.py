@@ -75,7 +75,7 @@ def routes(n: int):
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     quick = args.quick
-    ns = [4, 8] if quick else [4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    ns = [8] if quick else [4, 8, 16, 32, 64, 128, 256, 512, 1024]
     r_scan, y = (4, 2) if quick else (8, 2)
     repeats = 3 if quick else 5
     key = jax.random.key(0)

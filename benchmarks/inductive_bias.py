@@ -22,8 +22,14 @@ protocol: 60k/10k, r in {6, 12, 24}, three seeds; for a GPU).
 
 from __future__ import annotations
 
-import itertools
 import os
+
+# single-threaded OpenBLAS: LAPACK calls (eigh) made from XLA's worker threads can
+# deadlock in OpenBLAS's own thread server on a loaded CPU
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import itertools
+import json
 import sys
 import time
 
@@ -229,6 +235,11 @@ def main(argv=None):
     p.add_argument("--rs", default=None, help="comma list of r (overrides the mode)")
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seeds", default=None, help="comma list of seeds (overrides the mode)")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="keep the runs of an existing JSON in --out (same mode) and skip them",
+    )  # fmt: skip
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full" if args.full else "reduced"
     cfg = dict(MODES[mode])
@@ -240,6 +251,8 @@ def main(argv=None):
         cfg["n_train"] = args.n_train
     if args.epochs:
         cfg["epochs"] = args.epochs
+    if args.seeds:
+        cfg["seeds"] = [int(x) for x in args.seeds.split(",")]
     out = args.out or RESULTS
     net_dir = os.path.join(out, "inductive_bias_nets")
     os.makedirs(net_dir, exist_ok=True)
@@ -252,6 +265,13 @@ def main(argv=None):
             *make_task(data.x_test, data.y_test, task=task, n=cfg["n_test"], seed=1),
         )
     runs, ents = [], []
+    old_path = os.path.join(out, "inductive_bias.json")
+    if args.resume and os.path.isfile(old_path):
+        with open(old_path) as f:
+            old = json.load(f)
+        if old["mode"] == mode:
+            runs, ents = old["runs"], old["entropies"]
+    done = {(u["seed"], u["family"], u["task"], u["r"], u["arch"]) for u in runs}
     parts = local_partitions(CANVAS) + global_partitions(CANVAS)
     if mode == "quick":  # one local and one global partition: seconds
         parts = [parts[2], parts[6]]
@@ -279,6 +299,9 @@ def main(argv=None):
     # seeds outermost: a run cut short still holds complete grids of the first seeds
     combos = list(itertools.product(cfg["seeds"], cfg["families"], cfg["tasks"], cfg["rs"], ARCHS))
     t_start = time.perf_counter()
+    combos = [c for c in combos if c not in done]
+    cfg["seeds"] = sorted(set(cfg["seeds"]) | {u["seed"] for u in runs})  # for the record
+    cfg["families"] = sorted(set(cfg["families"]) | {u["family"] for u in runs}, reverse=True)
     for seed, fam, task, r, arch in tqdm(combos, desc="runs"):
         ch = channel_list(arch, r)
         key = jax.random.key(seed)

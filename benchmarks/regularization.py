@@ -15,8 +15,13 @@ seed), ``--full`` (60k/10k, three seeds, more epochs; for a GPU).
 
 from __future__ import annotations
 
-import itertools
 import os
+
+# single-threaded OpenBLAS: LAPACK calls (eigh) made from XLA's worker threads can
+# deadlock in OpenBLAS's own thread server on a loaded CPU
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import itertools
 import sys
 import time
 

@@ -19,10 +19,15 @@
 
 from __future__ import annotations
 
+import os
+
+# single-threaded OpenBLAS: LAPACK calls (eigh) made from XLA's worker threads can
+# deadlock in OpenBLAS's own thread server on a loaded CPU
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import glob
 import json
 import math
-import os
 import sys
 import time
 

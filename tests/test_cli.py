@@ -118,3 +118,19 @@ def test_python_dash_m_entry_point():
         timeout=120,
     )
     assert r.returncode == 0 and "train" in r.stdout and "entropy" in r.stdout
+
+
+def test_renyi2_cost_counts_mixed_nodes():
+    import jax
+
+    net = tnjax.convac(
+        jax.random.key(0), tnjax.Tree.binary(8), m=2, channels=(3, 4, 5), n_classes=2
+    )
+    # interleaved: every pair (level 1) mixes both sides: 4 nodes of r_0 = 3
+    assert tnjax.renyi2_cost(net, tnjax.Partition.interleaved(8)) == max(4 * 3**4, 2 * 4**4, 5**4)
+    # left/right: only the root mixes
+    assert tnjax.renyi2_cost(net, tnjax.Partition.left_right(8)) == 5**4
+    rows = tnjax.entanglement_report(net, [tnjax.Partition.interleaved(8)], max_renyi2_entries=100)
+    assert (
+        rows[0]["renyi2_bits"] is None and "over max_renyi2_entries" in rows[0]["renyi2_bits_error"]
+    )

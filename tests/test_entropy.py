@@ -98,6 +98,8 @@ def test_bad_input():
         gram_spectrum(jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="same size"):
         gram_pair_spectrum(jnp.eye(2), jnp.eye(3))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        gram_pair_spectrum(jnp.ones((3, 2, 2)), jnp.ones((4, 2, 2)))
 
 
 def _rand_psd(rng, k, rank=None):

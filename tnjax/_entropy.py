@@ -292,7 +292,12 @@ def gram_pair_spectrum(
             f"G1 is {g1.shape[-1]}x{g1.shape[-1]} but G2 is {g2.shape[-1]}x{g2.shape[-1]}: the "
             "two Gram matrices of one bond have the same size"
         )
-    jnp.broadcast_shapes(g1.shape, g2.shape)  # leading axes broadcast (G1's root taken once)
+    try:  # leading (batch) axes broadcast; G1's square root is taken once per G1
+        jnp.broadcast_shapes(g1.shape, g2.shape)
+    except ValueError as err:
+        raise ValueError(
+            f"G1 {g1.shape} and G2 {g2.shape} have leading (batch) axes that do not broadcast"
+        ) from err
     return _pair_eigvals(g1, g2)
 
 

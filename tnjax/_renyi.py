@@ -78,6 +78,19 @@ def _conv4(e: Array, w: Array, shared: bool) -> Array:
     return e
 
 
+def _conv4_ring(fa: Array, fb: Array, w: Array, shared: bool) -> Array:
+    """The conv of ``E[g1,g2,g3,g4] = FA[g1,g4] FA[g2,g3] FB[g1,g2] FB[g3,g4]`` (a node
+    whose children are all pure) without forming ``E``: sum ``g1`` and ``g3`` into two
+    ``r^3`` tensors first, then two mode products: half the work of four."""
+    n = "" if shared else "p"
+    t1 = jnp.einsum(f"{n}ae,pab,pad->pebd", w, fb, fa)  # (e1, g2, g4)
+    t3 = jnp.einsum(f"{n}ce,pbc,pcd->pebd", w, fa, fb)  # (e3, g2, g4)
+    x = t1[:, :, None] * t3[:, None]  # (e1, e3, g2, g4)
+    x = jnp.einsum(f"pxybd,{n}bf->pxyfd", x, w)
+    x = jnp.einsum(f"pxyfd,{n}dh->pxyfh", x, w)  # (e1, e3, e2, e4)
+    return jnp.swapaxes(x, 2, 3)
+
+
 def _log_tr_rho2(net: TreeTN, partition: Partition, classes) -> tuple[Array, Array]:
     """``(log Tr(rho_A^2), log <A, A>)``, one per class choice."""
     mask_leaf = tuple(partition.mask[i] for i in net.tree.order)
@@ -93,13 +106,23 @@ def _log_tr_rho2(net: TreeTN, partition: Partition, classes) -> tuple[Array, Arr
         one = jnp.ones((), gc.dtype)
         fa = jnp.prod(jnp.where(pool.is_a[..., None, None], gc, one), axis=1)
         fb = jnp.prod(jnp.where(pool.is_b[..., None, None], gc, one), axis=1)
+        lnew = jnp.sum(jnp.where(pool.is_a | pool.is_b, 2.0 * lgc, 0.0), axis=1)
+        has_conv = lvl + 1 < net.tree.depth
+        if has_conv:
+            w = net.convs[lvl + 1]
+            w = w if net.shared else w[pool.parents]
+        if has_conv and not pool.is_mixed.any():
+            # every child is pure: E is a ring of four r x r matrices; conv it directly
+            new = _conv4_ring(fa, fb, w, net.shared)
+            new, dl = _norm_max(new)
+            e, le = new, lnew + dl
+            continue
         new = (
             fa[:, :, None, None, :]
             * fa[:, None, :, :, None]
             * fb[:, :, :, None, None]
             * fb[:, None, None, :, :]
         )
-        lnew = jnp.sum(jnp.where(pool.is_a | pool.is_b, 2.0 * lgc, 0.0), axis=1)
         for c in range(pool.children.shape[1]):
             is_m = pool.is_mixed[:, c]
             if not is_m.any():
@@ -113,9 +136,7 @@ def _log_tr_rho2(net: TreeTN, partition: Partition, classes) -> tuple[Array, Arr
             lnew = lnew + lterm
         new, dl = _norm_max(new)
         lnew = lnew + dl
-        if lvl + 1 < net.tree.depth:
-            w = net.convs[lvl + 1]
-            w = w if net.shared else w[pool.parents]
+        if has_conv:
             new, dl = _norm_max(_conv4(new, w, net.shared))
             lnew = lnew + dl
         e, le = new, lnew

@@ -11,7 +11,7 @@ import numpy as np
 from tnjax._network import TreeTN
 from tnjax._partition import Partition
 
-__all__ = ["entanglement_report", "format_report", "standard_partitions"]
+__all__ = ["entanglement_report", "format_report", "renyi2_cost", "standard_partitions"]
 
 PARTITION_NAMES = ("left_right", "top_bottom", "checkerboard", "block", "interleaved")
 
@@ -64,12 +64,44 @@ def _entropy_fns() -> dict:
     return fns
 
 
-def entanglement_report(net: TreeTN, partitions=None, *, plot_dir: str | None = None) -> list[dict]:
+def renyi2_cost(net: TreeTN, partition: Partition) -> int:
+    """Largest number of entries the four-copy Renyi-2 sweep holds at one level: each
+    node whose subtree has inputs on both sides ("mixed") carries ``r**4`` numbers.
+
+    Example:
+        >>> from tnjax import Partition, Tree, convac, renyi2_cost
+        >>> import jax
+        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
+        >>> renyi2_cost(net, Partition.left_right(8))  # only the root is mixed
+        81
+    """
+    mask = partition.mask
+    worst = 0
+    for lvl in range(1, net.tree.depth + 1):
+        r = net.dims[lvl]
+        mixed = 0
+        for node in range(net.tree.level_sizes[lvl]):
+            sides = {mask[i] for i in net.tree.inputs_under(lvl, node)}
+            mixed += len(sides) == 2
+        worst = max(worst, mixed * r**4)
+    return worst
+
+
+def entanglement_report(
+    net: TreeTN,
+    partitions=None,
+    *,
+    plot_dir: str | None = None,
+    max_renyi2_entries: int = 2**28,
+) -> list[dict]:
     """Min-cut bound (bits) and, where tnjax provides them, entropies (bits) of each
     partition of ``net``'s inputs; with ``plot_dir``, one min-cut drawing per partition.
 
-    Entropies are of the coefficient tensor of each class, reported as the mean over
-    classes when the functions return one value per class.
+    Entropies are of the coefficient tensor of each class, averaged over classes.
+    ``renyi2`` is skipped (``None``, with a ``renyi2_bits_error`` saying why) where its
+    sweep would hold more than ``max_renyi2_entries`` numbers at one level (see
+    :func:`renyi2_cost`); the von Neumann entropy where the min-cut rank is over the
+    spectrum function's budget.
 
     Example:
         >>> import jax
@@ -89,6 +121,15 @@ def entanglement_report(net: TreeTN, partitions=None, *, plot_dir: str | None = 
         cut = min_cut(net, p)
         row = {"partition": p.name, "min_cut_bits": float(cut.log2_rank), "min_cut_rank": cut.rank}
         for col, f in fns.items():
+            if col == "renyi2_bits":
+                cost = renyi2_cost(net, p)
+                if cost > max_renyi2_entries:
+                    row[col] = None
+                    row[col + "_error"] = (
+                        f"the Renyi-2 sweep would hold {cost:.3g} numbers at one level, over "
+                        f"max_renyi2_entries={max_renyi2_entries:.3g}"
+                    )
+                    continue
             try:
                 val = np.asarray(f(net, p), dtype=np.float64)
             except ValueError as e:  # e.g. a budget the function refuses

@@ -17,7 +17,7 @@ from tnjax._data import (
     split_validation,
 )
 from tnjax._losses import accuracy, born_nll, predict, softmax_nll
-from tnjax._report import entanglement_report, format_report, standard_partitions
+from tnjax._report import entanglement_report, format_report, renyi2_cost, standard_partitions
 from tnjax._train import (
     FitResult,
     TrainState,
@@ -59,6 +59,7 @@ __all__ = [
     "random_shift",
     "read_checkpoint_meta",
     "read_idx",
+    "renyi2_cost",
     "save_checkpoint",
     "softmax_nll",
     "split_validation",
