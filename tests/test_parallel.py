@@ -128,3 +128,24 @@ def test_scaling_benchmark_quick(tmp_path):
     assert [r["devices"] for r in rows] == [1, 2]
     assert all(r["train_samples_per_s"] > 0 for r in rows)
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_fit_on_four_devices_matches_one_device():
+    from tnjax import dataset_from_arrays, fit
+    from tnjax.models import ModelConfig, make_model
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(96, 4, 4)).astype(np.float32)
+    y = (x[:, :2].mean(axis=(1, 2)) > x[:, 2:].mean(axis=(1, 2))).astype(np.int32)
+    data = dataset_from_arrays(x[:64], y[:64], x[64:], y[64:])
+    config = ModelConfig(input_shape=(4, 4), n_classes=2, m=4, channels=4)
+    runs = {}
+    for n in (1, 4):
+        model = make_model(config, key=jax.random.key(0), dtype=jnp.float64)
+        runs[n] = fit(model, data, epochs=2, batch_size=16, n_devices=n, progress=False)
+    a, b = (jax.tree_util.tree_leaves(runs[n].state.params) for n in (1, 4))
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=1e-9, atol=1e-12)
+    assert runs[4].test["accuracy"] == runs[1].test["accuracy"]
+    with pytest.raises(ValueError, match="does not split over n_devices=4"):
+        fit(make_model(config, key=jax.random.key(0)), data, batch_size=10, n_devices=4)

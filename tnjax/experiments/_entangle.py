@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 
 from tnjax._mincut import min_cut
@@ -104,14 +103,15 @@ def entropies(net, partitions: Sequence[Partition], *, budget: float = 3e7) -> d
     return out
 
 
-_edge_entropies = jax.jit(edge_entropies, static_argnames=("kind", "alpha", "classes"))
-
-
 def level_entropies(net, *, kind: str = "von_neumann") -> list[float]:
     """Mean entropy of the tree edges of each level: level ``l`` edges cut out an aligned
     ``2^l x 2^l`` block (quad tree), so this is the entropy of aligned blocks of side
-    ``1, 2, 4, ..., 32``."""
-    return [float(np.mean(np.asarray(e))) for e in _edge_entropies(net, kind=kind)]
+    ``1, 2, 4, ..., 32``.
+
+    Runs un-jitted on purpose: in one jitted program XLA:CPU may start two batched
+    ``eigh`` calls at once, each waiting for the other's worker threads (a deadlock seen
+    with jax 0.10 on 2 cores); eagerly, one ``eigh`` runs at a time."""
+    return [float(np.mean(np.asarray(e))) for e in edge_entropies(net, kind=kind)]
 
 
 def log2_or_nan(x: float | None) -> float:
