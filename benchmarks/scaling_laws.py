@@ -171,6 +171,17 @@ def block_growth(nets, sizes, start, progress=True, levels=True):
             ),
             "slope_entropy": slope(sizes, [np.nan if b is None else b for b in bits]),
             "slope_capacity": slope(sizes, cap),
+            # blocks at the same alignment (side = 4 mod 8, corner at a multiple of 8): the
+            # cut first meets the tree at the same level, so only the size changes
+            "same_alignment_sizes": [s for s in sizes if s % 8 == 4],
+            "slope_entropy_same_alignment": slope(
+                [s for s in sizes if s % 8 == 4],
+                [np.nan if b is None else b for s, b in zip(sizes, bits, strict=True) if s % 8 == 4],
+            ),
+            "slope_capacity_same_alignment": slope(
+                [s for s in sizes if s % 8 == 4],
+                [c for s, c in zip(sizes, cap, strict=True) if s % 8 == 4],
+            ),
         })  # fmt: skip
     return out
 
@@ -272,7 +283,9 @@ def main(argv=None):
     print(f"wrote {path} and {fig}")
     for g in growth:
         print(
-            f"{g['net']}: slope of S2 vs s {g['slope_entropy']}, of capacity {g['slope_capacity']}"
+            f"{g['net']}: slope of S2 vs s {g['slope_entropy']}, of capacity {g['slope_capacity']}; "
+            f"same alignment: {g.get('slope_entropy_same_alignment')}, "
+            f"{g.get('slope_capacity_same_alignment')}"
         )
     for r in dw:
         print(f"{r['family']:18s} T={r['target_bits']:2d} n_c={r['n_c']}: D={r['D']} "
@@ -288,7 +301,7 @@ def part_a(args, out):
         nets[f"untrained_{arch}_r{r_ref}"] = task_convac(
             channel_list(arch, r_ref), key=jax.random.key(0)
         ).network
-    sizes = [2, 4] if args.quick else [2, 4, 6, 8, 12, 16, 20, 24, 28, 32]
+    sizes = [2, 4, 12] if args.quick else [2, 4, 6, 8, 12, 16, 20, 24, 28, 32]
     growth = block_growth(
         nets, sizes, start=CANVAS // 4, progress=not args.quick, levels=not args.quick
     )

@@ -124,6 +124,13 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-train", type=int, default=None, help="use only the first N samples")
     t.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="data-parallel over this many devices (default: all that divide the batch); "
+        "set TNJAX_DISTRIBUTED=1 on every host of a multi-host run",
+    )
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--no-report", action="store_true", help="skip the entanglement report")
 
@@ -176,7 +183,11 @@ def cmd_train(args) -> int:
     import jax
 
     import tnjax
+    from tnjax._parallel import _distributed_requested
     from tnjax.models import ModelConfig, make_model
+
+    if _distributed_requested():
+        tnjax.initialize_multihost()
 
     preset = PRESETS[args.dataset]
 
@@ -238,6 +249,7 @@ def cmd_train(args) -> int:
         augment=tnjax.random_shift(pick("augment")) if pick("augment") else None,
         seed=args.seed,
         out_dir=out,
+        n_devices=args.devices,
         progress=not args.no_progress,
     )
     wall = time.perf_counter() - t0
