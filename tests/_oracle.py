@@ -45,3 +45,49 @@ def scores(net, features):
     """Raw scores h (batch, Y), float64 (only for networks whose h is representable)."""
     ls, s = log_scores(net, features)
     return np.exp(ls)[:, None] * s
+
+
+def dense_spectrum(a, side):
+    """Squared singular values (normalised, descending) of the dense tensor ``a``
+    matricized as (axes ``side``, the rest): the Schmidt spectrum oracle."""
+    rest = [i for i in range(a.ndim) if i not in side]
+    mat = np.transpose(a, list(side) + rest).reshape(int(np.prod([a.shape[i] for i in side])), -1)
+    s = np.linalg.svd(mat, compute_uv=False) ** 2
+    return s / s.sum()
+
+
+def compare_spectra(p, want):
+    """Spectra equal to 1e-8 relative (zero-padded to the same length)."""
+    k = max(len(p), len(want))
+    p = np.pad(np.asarray(p), (0, k - len(p)))
+    want = np.pad(want, (0, k - len(want)))
+    np.testing.assert_allclose(p, want, rtol=1e-8, atol=1e-8 * want.max())
+
+
+def partitions_1d(n):
+    """left/right, interleaved, a block and a seeded random balanced mask of n inputs."""
+    from tnjax import Partition
+
+    rng = np.random.default_rng(n)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, n // 2, replace=False)] = True
+    return [
+        Partition.left_right(n),
+        Partition.interleaved(n),
+        Partition.block(n, start=1, size=3),
+        Partition.from_mask(mask),
+    ]
+
+
+def partitions_2d(shape, *, interleaved=False):
+    """left/right, top/bottom, (interleaved columns), checkerboard, a 2x2 block and, for
+    even widths, mirror pairs."""
+    from tnjax import Partition
+
+    parts = [Partition.left_right(shape), Partition.top_bottom(shape)]
+    if interleaved:
+        parts.append(Partition.interleaved(shape))
+    parts += [Partition.checkerboard(shape), Partition.block(shape, start=(0, 1), size=(2, 2))]
+    if shape[1] % 2 == 0:
+        parts.append(Partition.mirror_pairs(shape))
+    return parts

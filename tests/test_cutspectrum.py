@@ -6,47 +6,12 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from tests._oracle import compare_spectra as _compare
+from tests._oracle import dense_spectrum
+from tests._oracle import partitions_1d as _parts_1d
+from tests._oracle import partitions_2d as _parts_2d
 from tnjax import Partition, Tree, convac, to_dense
 from tnjax._cutspectrum import entanglement_entropy, schmidt_spectrum
-
-
-def dense_spectrum(a, side):
-    rest = [i for i in range(a.ndim) if i not in side]
-    mat = np.transpose(a, list(side) + rest).reshape(int(np.prod([a.shape[i] for i in side])), -1)
-    s = np.linalg.svd(mat, compute_uv=False) ** 2
-    return s / s.sum()
-
-
-def _compare(p, want):
-    k = max(len(p), len(want))
-    p = np.pad(np.asarray(p), (0, k - len(p)))
-    want = np.pad(want, (0, k - len(want)))
-    np.testing.assert_allclose(p, want, rtol=1e-8, atol=1e-8 * want.max())
-
-
-def _parts_1d(n):
-    rng = np.random.default_rng(n)
-    mask = np.zeros(n, dtype=bool)
-    mask[rng.choice(n, n // 2, replace=False)] = True
-    return [
-        Partition.left_right(n),
-        Partition.interleaved(n),
-        Partition.block(n, start=1, size=3),
-        Partition.from_mask(mask),
-    ]
-
-
-def _parts_2d(shape):
-    parts = [
-        Partition.left_right(shape),
-        Partition.top_bottom(shape),
-        Partition.checkerboard(shape),
-        Partition.block(shape, start=(0, 1), size=(2, 2)),
-    ]
-    if shape[1] % 2 == 0:
-        parts.append(Partition.mirror_pairs(shape))
-    return parts
-
 
 CASES = {
     "binary8": (Tree.binary(8), _parts_1d(8), False),

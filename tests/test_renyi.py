@@ -6,41 +6,15 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from tests._oracle import dense_spectrum, partitions_2d
+from tests._oracle import partitions_1d as _partitions_1d
 from tnjax import Partition, Tree, convac, to_dense
 from tnjax._renyi import renyi2
 
 
 def dense_renyi2(a, side):
-    rest = [i for i in range(a.ndim) if i not in side]
-    mat = np.transpose(a, list(side) + rest).reshape(int(np.prod([a.shape[i] for i in side])), -1)
-    s = np.linalg.svd(mat, compute_uv=False) ** 2
-    p = s / s.sum()
+    p = dense_spectrum(a, side)
     return -np.log(np.sum(p**2))
-
-
-def _partitions_1d(n):
-    rng = np.random.default_rng(n)
-    mask = np.zeros(n, dtype=bool)
-    mask[rng.choice(n, n // 2, replace=False)] = True
-    return [
-        Partition.left_right(n),
-        Partition.interleaved(n),
-        Partition.block(n, start=1, size=3),
-        Partition.from_mask(mask),
-    ]
-
-
-def _partitions_2d(shape):
-    parts = [
-        Partition.left_right(shape),
-        Partition.top_bottom(shape),
-        Partition.interleaved(shape),
-        Partition.checkerboard(shape),
-        Partition.block(shape, start=(0, 1), size=(2, 2)),
-    ]
-    if shape[1] % 2 == 0:
-        parts.append(Partition.mirror_pairs(shape))
-    return parts
 
 
 CASES = {  # (tree, partitions, channels, shared)
@@ -48,8 +22,8 @@ CASES = {  # (tree, partitions, channels, shared)
     "binary8-shared": (Tree.binary(8), _partitions_1d(8), (2, 3, 2), True),
     "win3": (Tree.from_windows(9, (3, 3)), _partitions_1d(9), (2, 3), True),
     "win4x2": (Tree.from_windows(8, (2, 4)), _partitions_1d(8), (3, 2), False),
-    "quad4": (Tree.quad(4), _partitions_2d((4, 4)), (2, 3), True),
-    "mirror": (Tree.mirror(2, 4), _partitions_2d((2, 4)), (3, 2), False),
+    "quad4": (Tree.quad(4), partitions_2d((4, 4), interleaved=True), (2, 3), True),
+    "mirror": (Tree.mirror(2, 4), partitions_2d((2, 4), interleaved=True), (3, 2), False),
 }
 
 

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests._oracle import compare_spectra as _compare
+from tests._oracle import dense_spectrum
 from tnjax import Tree, convac, to_dense
 from tnjax._sweep import edge_entropies, edge_spectra
 
@@ -22,25 +24,9 @@ TREES = {
 }
 
 
-def dense_spectrum(a, side):
-    """Squared singular values (normalised, descending) of A matricized (side, rest)."""
-    n = a.ndim
-    rest = [i for i in range(n) if i not in side]
-    mat = np.transpose(a, list(side) + rest).reshape(int(np.prod([a.shape[i] for i in side])), -1)
-    s = np.linalg.svd(mat, compute_uv=False) ** 2
-    return s / s.sum()
-
-
 def _np_vn(p):
     p = p[p > 0]
     return -np.sum(p * np.log(p))
-
-
-def _compare(p, want):
-    k = max(len(p), len(want))
-    p = np.pad(np.asarray(p), (0, k - len(p)))
-    want = np.pad(want, (0, k - len(want)))
-    np.testing.assert_allclose(p, want, rtol=1e-8, atol=1e-8 * want.max())
 
 
 @pytest.mark.parametrize("name", list(TREES))
