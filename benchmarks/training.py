@@ -40,12 +40,12 @@ DIGITS = {
         input_shape=(8, 8),
         n_classes=10,
         representation="conv",
-        m=8,
+        m=16,
         patch=3,
-        channels=16,
+        channels=32,
         noise=0.5,
     ),
-    "fit": dict(epochs=20, batch_size=32, lr=3e-3, loss="born", val_fraction=0.0),
+    "fit": dict(epochs=30, batch_size=32, lr=3e-3, loss="born", val_fraction=0.0),
     "seeds": (0, 1, 2),
 }
 MNIST = {

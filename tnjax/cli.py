@@ -22,12 +22,12 @@ __all__ = ["main"]
 PRESETS = {
     "digits": dict(
         representation="conv",
-        m=8,
+        m=16,
         patch=3,
         stride=1,
-        channels="16",
+        channels="32",
         geometry="quad",
-        epochs=20,
+        epochs=30,
         batch_size=32,
         lr=3e-3,
         noise=0.5,
