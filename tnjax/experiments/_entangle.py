@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tnjax._mincut import min_cut
@@ -92,14 +94,20 @@ def renyi2_cost(tree: Tree, dims: Sequence[int], partition: Partition) -> int:
 
 
 def entropies(net, partitions: Sequence[Partition], *, budget: float = 3e7) -> dict:
-    """``{name: Renyi-2 entropy (nats, class mean)}``; ``None`` where the four-copy
-    contraction would hold more than ``budget`` floats."""
+    """``{name: Renyi-2 entropy (nats, class mean)}``, computed in float64; ``None`` where
+    the four-copy contraction would hold more than ``budget`` floats.
+
+    float64 on purpose: in float32, ``tnjax.renyi2`` of trained 64x64 networks can be
+    off by tens of nats (``Tr rho^2`` against ``<A,A>^2`` for classes with tiny norms:
+    e.g. 68 nats across a partition whose min-cut bound is 0)."""
     out = {}
-    for p in partitions:
-        if renyi2_cost(net.tree, net.dims, p) > budget:
-            out[p.name] = None
-        else:
-            out[p.name] = float(renyi2(net, p))
+    with jax.enable_x64(True):
+        net64 = net.astype(jnp.float64)
+        for p in partitions:
+            if renyi2_cost(net.tree, net.dims, p) > budget:
+                out[p.name] = None
+            else:
+                out[p.name] = float(renyi2(net64, p))
     return out
 
 
@@ -111,7 +119,9 @@ def level_entropies(net, *, kind: str = "von_neumann") -> list[float]:
     Runs un-jitted on purpose: in one jitted program XLA:CPU may start two batched
     ``eigh`` calls at once, each waiting for the other's worker threads (a deadlock seen
     with jax 0.10 on 2 cores); eagerly, one ``eigh`` runs at a time."""
-    return [float(np.mean(np.asarray(e))) for e in edge_entropies(net, kind=kind)]
+    with jax.enable_x64(True):
+        ent = edge_entropies(net.astype(jnp.float64), kind=kind)
+        return [float(np.mean(np.asarray(e))) for e in ent]
 
 
 def log2_or_nan(x: float | None) -> float:
