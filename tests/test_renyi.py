@@ -193,3 +193,22 @@ def test_penalty_bad_input():
         entropy_penalty(net, [])
     with pytest.raises(TypeError, match="Partition"):
         entropy_penalty(net, 3)
+
+
+def test_rank_one_cut_is_exactly_zero_in_float32():
+    # bonds of dimension 1 above the first level: every 2x2-aligned block is a product
+    # state (dense oracle: rank 1), whatever the weights; float32 must not return noise
+    tree = Tree.quad(8)
+    net = convac(jax.random.key(4), tree, m=3, channels=(4, 1, 2), n_classes=3, dtype=jnp.float32)
+    block = Partition.block((8, 8), start=(0, 0), size=(4, 4))
+    # the 8x8 dense tensor (3^64 entries) is out of reach: the rank is checked on a 4x4 twin
+    small = convac(jax.random.key(4), Tree.quad(4), m=2, channels=(1, 2), n_classes=2)
+    small_block = Partition.block((4, 4), start=(0, 0), size=(2, 2))
+    dense = np.asarray(to_dense(small.astype(jnp.float64)))
+    assert np.all(dense_spectrum(dense[0], small_block.side_a)[1:] < 1e-12)  # rank 1
+    for n, p in ((small, small_block), (net, block)):
+        for classes in ("mean", "each", 0, "sum"):
+            s2 = jax.jit(lambda n, c=classes, p=p: renyi2(n, p, classes=c))(n)
+            np.testing.assert_array_equal(np.asarray(s2), 0.0)
+        g = jax.grad(lambda n, p=p: renyi2(n, p))(n)
+        assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g))

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from tnjax._mincut import min_cut
 from tnjax._network import TreeTN
 from tnjax._partition import Partition, as_partition
 from tnjax._sweep import _check_net, class_top, up_sweep
@@ -172,6 +173,12 @@ def renyi2(net: TreeTN, partition, *, classes="mean") -> Float[Array, "..."]:
     Returns:
         The entropy in nats.
 
+    Precision: the result is a difference of two logs, each carried to the working
+    precision. For a class whose scores nearly cancel (``|h_y|`` far below
+    ``|out_y| |u|``) float32 leaves few correct digits: compute such diagnostics on
+    ``net.astype(jnp.float64)`` (with ``jax_enable_x64``). Partitions whose min-cut rank is
+    1 return exactly 0.
+
     Example:
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, renyi2
@@ -182,6 +189,12 @@ def renyi2(net: TreeTN, partition, *, classes="mean") -> Float[Array, "..."]:
     _check_net(net)
     partition = as_partition(partition, net.n_inputs)
     mean = classes == "mean"
+    if min_cut(net, partition).rank == 1:
+        # a product state for every choice of weights: S_2 is exactly 0 (and computing
+        # it as 2 log<A,A> - log Tr(rho^2) would only return float rounding, which in
+        # float32 is large when a class's scores nearly cancel)
+        shape = () if mean else ((net.n_classes,) if classes == "each" else (1,))
+        return jnp.zeros(shape, net.dtype)
     log_q, log_norm = _log_tr_rho2(net, partition, "each" if mean else classes)
     s2 = 2.0 * log_norm - log_q
     return jnp.mean(s2) if mean else s2
