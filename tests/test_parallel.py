@@ -149,3 +149,20 @@ def test_fit_on_four_devices_matches_one_device():
     assert runs[4].test["accuracy"] == runs[1].test["accuracy"]
     with pytest.raises(ValueError, match="does not split over n_devices=4"):
         fit(make_model(config, key=jax.random.key(0)), data, batch_size=10, n_devices=4)
+
+
+def test_entropy_functions_accept_replicated_networks():
+    from tnjax import Partition, edge_entropies, min_cut, renyi2
+
+    mesh = batch_mesh(4)
+    net = convac(
+        jax.random.key(3), Tree.quad(4), m=2, channels=(3, 2), n_classes=2, dtype=jnp.float64
+    )
+    rep = replicate(net, mesh)
+    p = Partition.checkerboard((4, 4))
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(lambda n: renyi2(n, p))(rep)), np.asarray(renyi2(net, p)), rtol=1e-12
+    )
+    for a, b in zip(edge_entropies(rep), edge_entropies(net), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+    assert min_cut(rep, p).rank == min_cut(net, p).rank
