@@ -50,7 +50,7 @@ def to_tensornetwork(net: TreeTN, features=None, *, backend: str = "numpy"):
         check_features(net, features)
         feats = np.asarray(features, dtype=dtype)
         bup = []
-        for p, i in enumerate(tree.order):
+        for i in tree.order:
             f = tn.Node(feats[:, i, :], name=f"phi_{i}", backend=backend)
             nodes.append(f)
             f[1] ^ leaf_edges[i]
