@@ -17,6 +17,11 @@ import jax
 import jax.numpy as jnp
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# MNIST IDX files: $TNJAX_MNIST_DIR, else the checkout's sibling shared/data/mnist
+MNIST_DIR = os.environ.get(
+    "TNJAX_MNIST_DIR",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist"),
+)
 
 
 def block(x: Any) -> Any:

@@ -35,7 +35,7 @@ import time
 
 import jax
 import numpy as np
-from _common import RESULTS, parser, plot_path, write_json
+from _common import MNIST_DIR, RESULTS, parser, plot_path, write_json
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -229,7 +229,7 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="the paper's protocol (GPU)")
     p.add_argument(
-        "--mnist-dir", default=os.environ.get("TNJAX_MNIST_DIR", "/work/shared/data/mnist")
+        "--mnist-dir", default=MNIST_DIR
     )
     p.add_argument("--families", default=None, help="comma list of relu,convac")
     p.add_argument("--rs", default=None, help="comma list of r (overrides the mode)")

@@ -27,7 +27,7 @@ import time
 
 import jax
 import numpy as np
-from _common import RESULTS, parser, plot_path, write_json
+from _common import MNIST_DIR, RESULTS, parser, plot_path, write_json
 from tqdm.auto import tqdm
 
 import tnjax
@@ -133,7 +133,7 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="larger protocol (GPU)")
     p.add_argument(
-        "--mnist-dir", default=os.environ.get("TNJAX_MNIST_DIR", "/work/shared/data/mnist")
+        "--mnist-dir", default=MNIST_DIR
     )
     p.add_argument("--weight", type=float, default=None, help="|reg_weight|")
     args = p.parse_args(argv)

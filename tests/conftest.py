@@ -10,3 +10,4 @@ jax.config.update("jax_enable_x64", True)
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 MNIST_DIR = os.path.abspath(os.path.join(SHARED, "data", "mnist"))
+os.environ.setdefault("TNJAX_MNIST_DIR", MNIST_DIR)  # for notebooks and benchmark subprocesses

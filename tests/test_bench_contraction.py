@@ -1,12 +1,8 @@
 """The contraction benchmark runs (``--quick``) and writes the JSON and plot it promises.
 No timing assertions: only structure, and that every peer computes tnjax's numbers."""
 
-import json
-import os
-import subprocess
-import sys
+from tests._run import run_quick_benchmark
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "contraction.py")
 PEERS = {
     "tnjax",
     "quimb+cotengra (numpy)",
@@ -26,18 +22,7 @@ WITH_BACKWARD = {
 
 
 def test_quick_benchmark_writes_results(tmp_path):
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)  # the benchmark runs in JAX's default configuration
-    proc = subprocess.run(
-        [sys.executable, SCRIPT, "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "contraction.png").stat().st_size > 0
-    payload = json.loads((tmp_path / "contraction.json").read_text())
+    payload = run_quick_benchmark("contraction", tmp_path, timeout=600)
     assert payload["quick"] is True
     assert payload["peak_gflops"] > 0
     assert {"platform", "cpu_count", "jax"} <= set(payload["machine"])

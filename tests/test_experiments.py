@@ -3,10 +3,7 @@ benchmark scripts' quick modes (subprocess, JSON structure and sanity) and the n
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 from flax import nnx
 
 import tnjax
+from tests._run import execute_notebook, run_quick_benchmark
 from tnjax.experiments import (
     ARCHS,
     ReLUConvNet,
@@ -30,7 +28,7 @@ from tnjax.experiments import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST = os.environ.get("TNJAX_MNIST_DIR", "/work/shared/data/mnist")
+MNIST = os.environ["TNJAX_MNIST_DIR"]  # tests/conftest.py points it at ../shared
 HAS_MNIST = os.path.isfile(os.path.join(MNIST, "train-images-idx3-ubyte.gz"))
 needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason=f"no MNIST IDX files in {MNIST}")
 
@@ -140,18 +138,7 @@ def test_renyi2_cost_counts_mixed_nodes():
 
 # ---------------------------------------------------------------------------- scripts
 def _run(script, tmp_path):
-    env = {**os.environ, "TNJAX_MNIST_DIR": MNIST, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), "--quick",
-         "--out", str(tmp_path)],
-        cwd=os.path.join(ROOT, "benchmarks"), env=env, capture_output=True, text=True,
-        timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(tmp_path / f"{script}.json") as f:
-        payload = json.load(f)
-    assert (tmp_path / f"{script}.png").stat().st_size > 0
-    return payload
+    return run_quick_benchmark(script, tmp_path, env={"PYTHONUNBUFFERED": "1"})
 
 
 @needs_mnist
@@ -210,17 +197,6 @@ def test_scaling_laws_quick(tmp_path):
 
 # ---------------------------------------------------------------------------- notebook
 def test_notebook_executes():
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = os.path.join(ROOT, "notebooks", "experiments.ipynb")
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3",
-        resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}},
-    )  # fmt: skip
-    client.execute()
-    errors = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-        if o.get("output_type") == "error"
-    ]  # fmt: skip
+    outputs, _ = execute_notebook("experiments", cwd=os.path.join(ROOT, "notebooks"))
+    errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors

@@ -1,11 +1,8 @@
 """Min-cut bounds against the dense oracle (float64 SVD rank of the matricization)."""
 
 import itertools
-import json
 import math
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +12,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from tests._run import run_quick_benchmark
 from tnjax import Bond, MinCut, Partition, Tree, convac, min_cut, min_cut_bound, plot_cut, to_dense
 
 matplotlib.use("Agg")
@@ -454,18 +452,12 @@ def test_plot_cut(tmp_path):
 
 # ---------------------------------------------------------------------------- benchmark
 def test_appd_simulation_quick(tmp_path):
-    script = os.path.join(ROOT, "benchmarks", "appd_simulation.py")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", OPENBLAS_NUM_THREADS="1")
-    subprocess.run(
-        [sys.executable, script, "--quick", "--out", str(tmp_path)],
-        check=True,
-        env=env,
-        cwd=ROOT,
+    res = run_quick_benchmark(
+        "appd_simulation",
+        tmp_path,
+        env={"JAX_PLATFORMS": "cpu", "OPENBLAS_NUM_THREADS": "1"},
         timeout=300,
     )
-    with open(tmp_path / "appd_simulation.json") as f:
-        res = json.load(f)
     assert res["n_pairs"] == res["n_configs"] * res["n_partitions"] > 0
     assert res["n_above_bound"] == 0  # Claim 1: never above the min-cut
     assert 0 <= res["n_short"] <= res["n_pairs"]
-    assert (tmp_path / "appd_simulation.png").exists()

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests._run import run_quick_benchmark
 from tnjax import Tree, batch_mesh, contract, convac, replicate, shard_batch
 
 pytestmark = pytest.mark.skipif(
@@ -112,22 +113,9 @@ def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
 
 
 def test_scaling_benchmark_quick(tmp_path):
-    bench = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "scaling.py")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    out = subprocess.run(
-        [sys.executable, bench, "--quick", "--out", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    import json
-
-    rows = json.loads((tmp_path / "scaling.json").read_text())["rows"]
+    rows = run_quick_benchmark("scaling", tmp_path, timeout=600)["rows"]
     assert [r["devices"] for r in rows] == [1, 2]
     assert all(r["train_samples_per_s"] > 0 for r in rows)
-    assert (tmp_path / "scaling.png").stat().st_size > 0
 
 
 def test_fit_on_four_devices_matches_one_device():
