@@ -1,6 +1,7 @@
 """Contraction: against float64 numpy oracles and the dense coefficient tensor, under jit
 and grad, at scale, and with clear errors."""
 
+import functools
 import itertools
 
 import jax
@@ -57,6 +58,47 @@ def test_contract_matches_numpy_oracle(name, shared):
     )
 
 
+@pytest.mark.parametrize("tree", [Tree.binary(8), Tree.quad(4)])
+def test_both_level_kernels_match_oracle_and_each_other(tree):
+    """A level runs as one fused loop (few input channels, CPU) or as a batched matmul
+    then the product; both kernels, and their gradients, against the oracle."""
+    from tnjax import _contract
+
+    narrow = make_net(tree, shared=False, m=3, channels=(4,) * tree.depth)
+    wide = make_net(tree, shared=False, m=40, channels=(40,) * tree.depth)
+    assert all(
+        _contract._fuse(net.dims[lvl], k) for net in [narrow] for lvl, k in enumerate(tree.windows)
+    )
+    assert not any(_contract._fuse(wide.dims[lvl], k) for lvl, k in enumerate(tree.windows))
+    for net in (narrow, wide):
+        x = features(net.n_inputs, net.m, batch=3)
+        want = _oracle.scores(net, x)
+        got = contract(net, x)
+        np.testing.assert_allclose(
+            np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
+        )
+    # the fused kernel's derivative rule equals the matmul kernel's autodiff, both modes
+    x = features(narrow.n_inputs, 3, batch=3)
+    lvl0 = narrow.convs[0]
+    xs = jnp.swapaxes(x, 0, 1)[np.asarray(tree.order)]
+    scale = jnp.abs(features(narrow.n_inputs, 1, batch=3, seed=5)).swapaxes(0, 1)
+    k = tree.windows[0]
+    fused = functools.partial(_contract._fused_conv_pool, k=k)
+
+    def plain(x, w, s):
+        return _contract._pool(jnp.einsum("nbm,nmr->nbr", x, w) * s, k)
+
+    np.testing.assert_allclose(fused(xs, lvl0, scale), plain(xs, lvl0, scale), rtol=1e-12)
+    for argnums in (0, 1, 2):
+        for jac in (jax.jacfwd, jax.jacrev):
+            np.testing.assert_allclose(
+                jac(fused, argnums)(xs, lvl0, scale),
+                jac(plain, argnums)(xs, lvl0, scale),
+                rtol=1e-10,
+                atol=1e-12,
+            )
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_shallow_cp_network_matches_oracle(shared):
     net = shallow_convac(
@@ -109,8 +151,14 @@ def test_jit_equals_eager_and_traces_once():
     x2 = features(16, 3, seed=7, dtype=jnp.float32)
     for x in (x1, x2):
         got, eager = step(net, x), contract(net, x)
-        np.testing.assert_allclose(got.scores, eager.scores, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got.log_scale, eager.log_scale, rtol=1e-5, atol=1e-6)
+        # XLA fuses (and may contract a*b+c into FMAs) under jit, so the two round
+        # differently; both must be float32-accurate, normwise, against float64
+        ls_ref, s_ref = _oracle.log_scores(net, x)
+        ref = np.exp(ls_ref)[:, None] * s_ref
+        for out in (got, eager):
+            h = np.exp(np.asarray(out.log_scale, np.float64))[:, None] * np.asarray(out.scores)
+            assert np.max(np.abs(h - ref)) <= 4e-6 * np.max(np.abs(ref))
+        np.testing.assert_allclose(got.log_scale, eager.log_scale, rtol=1e-6, atol=1e-6)
     net2 = jax.tree_util.tree_map(lambda a: a * 1.5, net)
     step(net2, x1)
     assert len(traces) == 1
@@ -159,6 +207,17 @@ def test_gradients_match_finite_differences(shared):
 
     check_grads(jax.jit(g), (x,), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6, eps=1e-6)
 
+    # each output alone (the normalisations below the root are held constant in the
+    # derivative, which must leave both outputs' Jacobians exact)
+    def ls(net, x):
+        return contract(net, x).log_scale
+
+    def sc(net, x):
+        return contract(net, x).scores
+
+    for fn in (ls, sc):
+        check_grads(fn, (net, x), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6, eps=1e-6)
+
 
 def test_scaled_forward_exact_at_4096_inputs_where_unscaled_fails():
     tree = Tree.binary(4096)
@@ -172,6 +231,28 @@ def test_scaled_forward_exact_at_4096_inputs_where_unscaled_fails():
     log_abs_ref = ls_ref[:, None] + np.log(np.abs(s_ref))
     assert np.abs(log_abs_ref).max() > 200  # far outside float32's exponent range
     # log|h| agrees to float32 precision relative to its magnitude, and the sign agrees
+    np.testing.assert_allclose(np.asarray(got.log_abs()), log_abs_ref, rtol=2e-5)
+    np.testing.assert_array_equal(np.sign(got.scores), np.sign(s_ref))
+
+
+@pytest.mark.parametrize(
+    "tree", [Tree.binary(1024), Tree.quad(32), Tree.from_windows(729, (3,) * 6)]
+)
+def test_scaled_forward_exact_for_extreme_input_scales(tree):
+    """Per-sample scales from 1e-25 to 1e25 and input norms spanning 1e-8 within a
+    sample (the documented range of the normalisation plan), float32, against float64."""
+    n = tree.n_inputs
+    net = convac(jax.random.key(2), tree, m=4, channels=6, n_classes=3, dtype=jnp.float32)
+    k1, k2 = jax.random.split(jax.random.key(3))
+    x = jax.random.normal(k1, (3, n, 4))
+    x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+    x = x * 10.0 ** jax.random.uniform(k2, (3, n, 1), minval=-8.0, maxval=0.0)
+    x = (x * jnp.array([1e-25, 1.0, 1e25])[:, None, None]).astype(jnp.float32)
+    got = jax.jit(contract)(net, x)
+    ls_ref, s_ref = _oracle.log_scores(net, x)
+    log_abs_ref = ls_ref[:, None] + np.log(np.abs(s_ref))
+    assert np.all(np.isfinite(np.asarray(got.log_abs())))
+    # log|h| is of order n * 20 here; float32 keeps about 7 digits of it
     np.testing.assert_allclose(np.asarray(got.log_abs()), log_abs_ref, rtol=2e-5)
     np.testing.assert_array_equal(np.sign(got.scores), np.sign(s_ref))
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array, Float
 
 from tnjax._network import TreeTN
@@ -50,7 +51,7 @@ def check_features(net: TreeTN, features) -> None:
 
 
 def _leaves(net: TreeTN, features: Array) -> Array:
-    """(batch, N, M) in input order -> (N, batch, M) in leaf order."""
+    """(batch, N, c) in input order -> (N, batch, c) in leaf order."""
     x = jnp.swapaxes(features, 0, 1)
     order = net.tree.order
     if order != tuple(range(len(order))):
@@ -65,9 +66,13 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         net: the network.
         features: represented inputs ``phi``, shape ``(batch, n_inputs, M)``, inputs in
             the user's layout (row-major pixels for images).
-        scaled: normalise pooled vectors and carry the log of their norms, so that the
-            scores neither overflow nor underflow (exact: the network is multilinear in
-            every pooled vector). With ``scaled=False``, ``log_scale`` is zero.
+        scaled: scale every input vector to ``max|x| = 1`` and normalise pooled vectors
+            every few levels, carrying the logs of the scales, so that the scores
+            neither overflow nor underflow whatever the inputs' magnitudes (exact: the
+            network is multilinear in every vector). The normalisations cost no
+            backward pass of their own: the derivative holds them constant, which leaves
+            the Jacobian of ``(log_scale, scores)`` exact (see the comment in the code).
+            With ``scaled=False``, ``log_scale`` is zero.
 
     Returns:
         :class:`Scores` with ``h = exp(log_scale) * scores``.
@@ -82,23 +87,121 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
     check_features(net, features)
     x = _leaves(net, features)  # (nodes, batch, channels) in leaf order
     windows = net.tree.windows
-    plan = _normalize_plan(windows) if scaled else (False,) * len(windows)
+    depth = len(windows)
     log_scale = jnp.zeros(x.shape[1], dtype=x.dtype)
-    inv = None  # pending 1/norm of each pooled vector, (nodes, batch, 1)
+    inv = None  # pending scale of each node's conv output, (nodes or 1, batch, 1)
+    if scaled:
+        # one scale per sample for all its inputs (the network is homogeneous of degree
+        # N in them): a single reduction, instead of normalising every leaf pair
+        # every input vector scaled to max |x| = 1 (max, not a norm: no squares, so
+        # any finite input is in range), on the features as given (no transpose)
+        inv, log_norm = jax.lax.stop_gradient(_inv_max(features.astype(x.dtype)))
+        inv = _leaves(net, inv)  # (nodes, batch, 1), leaf order, like x
+        log_scale = jnp.sum(log_norm, axis=1)
+    plan = _normalize_plan(windows) if scaled else (False,) * depth
     for lvl, k in enumerate(windows):
-        w = net.convs[lvl]
-        v = jnp.matmul(x, w) if net.shared else jnp.einsum("nbm,nmr->nbr", x, w)
-        if inv is not None:
-            # the conv is linear: scaling its output is scaling its input; this
-            # multiply fuses into the pooling product
-            v = v * inv
-        x = _pool(v, k)
+        # the conv is linear: scaling its input is scaling its output, a multiply that
+        # fuses into the pooling product
+        x = conv_pool(x, net.convs[lvl], k, scale=inv)
         inv = None
         if plan[lvl]:
             inv, log_norm = _inv_norm(x)
+            if lvl < depth - 1:
+                # Exact, and cheaper: the scores are homogeneous of degree 0 and the
+                # log-scale of degree 1 (in log) in every vector below the root
+                # normalisation, so a normalisation's own derivative cancels against
+                # its log-norm's. Holding both constant leaves the Jacobian of
+                # (log_scale, scores) unchanged and the backward pass multilinear.
+                inv, log_norm = jax.lax.stop_gradient((inv, log_norm))
             log_scale = log_scale + jnp.sum(log_norm, axis=0)
     root = x[0] if inv is None else x[0] * inv[0]
     return Scores(log_scale, root @ net.out)
+
+
+def conv_pool(x: Array, w: Array, k: int, *, scale: Array | None = None) -> Array:
+    """One tree level: the 1x1 conv of every node, then the product over windows of ``k``.
+
+    ``x`` is ``(nodes, batch, r_in)``; ``w`` is ``(nodes, r_in, r_out)`` (unshared) or
+    ``(r_in, r_out)`` (shared); ``scale``, if given, ``(nodes, batch, 1)`` multiplies each
+    node's conv output. Returns ``(nodes / k, batch, r_out)``.
+    """
+    if scale is None:
+        scale = jnp.ones(x.shape[:2] + (1,), x.dtype)
+    if w.ndim == 2:  # shared: one large 2D matmul, which XLA multi-threads
+        return _pool(jnp.matmul(x, w) * scale, k)
+    if _fuse(w.shape[1], k):
+        return _fused_conv_pool(x, w, scale, k)
+    return _pool(jnp.einsum("nbm,nmr->nbr", x, w) * scale, k)
+
+
+def _fuse(r_in: int, k: int) -> bool:
+    """Whether a level is cheaper as one elementwise loop (conv unrolled over its few
+    input channels, times the window product) than as a batched matmul then a product.
+
+    Measured with XLA on CPU (``benchmarks/README.md``): for few input channels a batched
+    matmul of ``(batch x r_in) @ (r_in x r_out)`` per node runs on one thread, far from
+    the machine's peak (K = r_in is too short), and writes its output only for the
+    pooling to read it back; the fused loop runs on every core and writes only the
+    pooled vectors, 1.3x (r_in = 32) to 4x (r_in = 2) faster. Past about 64 unrolled
+    terms per output the loop's code degrades and the matmul wins.
+    """
+    return r_in <= 32 and r_in * k <= 64 and jax.default_backend() == "cpu"
+
+
+def _unrolled_conv(x: Array, w: Array) -> Array:
+    """``einsum("nbm,nmr->nbr")`` as a sum of ``m`` broadcast products (four interleaved
+    accumulators), which XLA fuses with its consumers into one parallel loop."""
+    m = x.shape[-1]
+    acc = [x[:, :, i, None] * w[:, None, i, :] for i in range(min(4, m))]
+    for i in range(4, m):
+        acc[i % 4] = acc[i % 4] + x[:, :, i, None] * w[:, None, i, :]
+    while len(acc) > 1:
+        acc = [acc[i] + acc[i + 1] if i + 1 < len(acc) else acc[i] for i in range(0, len(acc), 2)]
+    return acc[0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _fused_conv_pool(x: Array, w: Array, scale: Array, k: int) -> Array:
+    return _pool(_unrolled_conv(x, w) * scale, k)
+
+
+def _fused_conv_pool_jvp(k, primals, tangents):
+    # The unrolled sum's own derivative would transpose into m reductions over the
+    # batch. This rule states the tangent with batched matmuls, so that its transpose
+    # (the backward pass) is two batched matmuls per level, like a plain einsum's.
+    x, w, scale = primals
+    dx, dw, dscale = tangents
+    u = _unrolled_conv(x, w)
+    v = u * scale
+    terms = []  # tangents arrive as symbolic zeros where nothing depends on the input
+    if not isinstance(dx, SymbolicZero):
+        terms.append(jnp.einsum("nbm,nmr->nbr", dx, w) * scale)
+    if not isinstance(dw, SymbolicZero):
+        terms.append(jnp.einsum("nbm,nmr->nbr", x, dw) * scale)
+    if not isinstance(dscale, SymbolicZero):
+        terms.append(u * dscale)
+    dv = functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(v)
+    n, b, r = v.shape
+    parts = v.reshape(n // k, k, b, r)
+    dparts = dv.reshape(n // k, k, b, r)
+    # product rule; d prod / d v_c = the product of the others, as prefix and suffix
+    # products (no division)
+    prefix = [None] * k
+    for c in range(1, k):
+        prefix[c] = parts[:, 0] if c == 1 else prefix[c - 1] * parts[:, c - 1]
+    out = prefix[k - 1] * parts[:, k - 1] if k > 1 else parts[:, 0]
+    tangent, suffix = None, None
+    for c in range(k - 1, -1, -1):
+        others = (
+            prefix[c] if suffix is None else suffix if prefix[c] is None else prefix[c] * suffix
+        )
+        term = dparts[:, c] if others is None else dparts[:, c] * others
+        tangent = term if tangent is None else tangent + term
+        suffix = parts[:, c] if suffix is None else suffix * parts[:, c]
+    return out, tangent
+
+
+_fused_conv_pool.defjvp(_fused_conv_pool_jvp, symbolic_zeros=True)
 
 
 def _pool(v: Array, k: int) -> Array:
@@ -116,18 +219,29 @@ def _pool(v: Array, k: int) -> Array:
 def _normalize_plan(windows: tuple[int, ...]) -> tuple[bool, ...]:
     """Which levels normalise their pooled vectors (a static plan from the windows).
 
-    The first and last levels always do. A level of window 2 whose input was normalised
-    and whose parent level also pools pairs may skip it: between two normalisations the
-    magnitudes then grow at most like ``|W|^6`` (three convs, two pairwise products), far
-    inside the float range for any sane weights, and every normalisation is exact anyway
-    (its log is carried in ``log_scale``). This halves the normalisations of binary trees.
+    The inputs are scaled per sample (largest entry 1). A level normalises once the
+    vectors it pools hold at least 4 leaves' worth of products since the last
+    normalisation, and the root level always does. Between two normalisations a vector
+    is then a product of at most ``4 k`` conv outputs (``k`` the largest window), whose
+    magnitudes stay far inside the float32 range for any sane weights and inputs whose
+    norms span less than about ``1e9`` within a sample; every normalisation is exact (its
+    log is carried in ``log_scale``). Binary trees normalise every other level.
     """
-    depth = len(windows)
-    plan = []
+    plan, held = [], 1
     for lvl, k in enumerate(windows):
-        skip = 0 < lvl < depth - 1 and plan[lvl - 1] and k == 2 and windows[lvl + 1] == 2
-        plan.append(not skip)
+        held *= k
+        plan.append(held >= 4 or lvl == len(windows) - 1)
+        held = 1 if plan[-1] else held
     return tuple(plan)
+
+
+def _inv_max(x: Array) -> tuple[Array, Array]:
+    """``1/max|x|`` over the last axis (keepdims) and ``log max|x|``; no squares, so any
+    finite input is in range. A zero vector gets 1 and 0."""
+    mx = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
+    ok = mx > jnp.finfo(x.dtype).tiny
+    mx = jnp.where(ok, mx, 1.0)
+    return 1.0 / mx, jnp.log(mx[..., 0])
 
 
 def _inv_norm(x: Array) -> tuple[Array, Array]:
