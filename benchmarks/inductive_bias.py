@@ -228,9 +228,7 @@ def plot(payload, out):
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="the paper's protocol (GPU)")
-    p.add_argument(
-        "--mnist-dir", default=MNIST_DIR
-    )
+    p.add_argument("--mnist-dir", default=MNIST_DIR)
     p.add_argument("--families", default=None, help="comma list of relu,convac")
     p.add_argument("--rs", default=None, help="comma list of r (overrides the mode)")
     p.add_argument("--n-train", type=int, default=None)

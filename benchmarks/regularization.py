@@ -132,9 +132,7 @@ def plot(payload, out):
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="larger protocol (GPU)")
-    p.add_argument(
-        "--mnist-dir", default=MNIST_DIR
-    )
+    p.add_argument("--mnist-dir", default=MNIST_DIR)
     p.add_argument("--weight", type=float, default=None, help="|reg_weight|")
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full" if args.full else "reduced"
