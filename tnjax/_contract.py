@@ -89,12 +89,12 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
     windows = net.tree.windows
     depth = len(windows)
     log_scale = jnp.zeros(x.shape[1], dtype=x.dtype)
-    inv = None  # pending scale of each node's conv output, (nodes or 1, batch, 1)
+    inv = None  # pending scale of each node's conv output, (nodes, batch, 1)
     if scaled:
-        # one scale per sample for all its inputs (the network is homogeneous of degree
-        # N in them): a single reduction, instead of normalising every leaf pair
-        # every input vector scaled to max |x| = 1 (max, not a norm: no squares, so
-        # any finite input is in range), on the features as given (no transpose)
+        # every input vector scaled to max |x| = 1 (a max, not a norm: no squares, so
+        # any finite input is in range), computed on the features as given (no
+        # transpose); held constant in the derivative, exactly as the normalisations
+        # below (the first normalised level absorbs any change of these scales)
         inv, log_norm = jax.lax.stop_gradient(_inv_max(features.astype(x.dtype)))
         inv = _leaves(net, inv)  # (nodes, batch, 1), leaf order, like x
         log_scale = jnp.sum(log_norm, axis=1)
@@ -125,13 +125,13 @@ def conv_pool(x: Array, w: Array, k: int, *, scale: Array | None = None) -> Arra
     ``(r_in, r_out)`` (shared); ``scale``, if given, ``(nodes, batch, 1)`` multiplies each
     node's conv output. Returns ``(nodes / k, batch, r_out)``.
     """
-    if scale is None:
-        scale = jnp.ones(x.shape[:2] + (1,), x.dtype)
-    if w.ndim == 2:  # shared: one large 2D matmul, which XLA multi-threads
-        return _pool(jnp.matmul(x, w) * scale, k)
-    if _fuse(w.shape[1], k):
+    if w.ndim == 3 and _fuse(w.shape[1], k):
+        if scale is None:
+            scale = jnp.ones(x.shape[:2] + (1,), x.dtype)
         return _fused_conv_pool(x, w, scale, k)
-    return _pool(jnp.einsum("nbm,nmr->nbr", x, w) * scale, k)
+    # shared: one large 2D matmul, which XLA multi-threads
+    v = jnp.matmul(x, w) if w.ndim == 2 else jnp.einsum("nbm,nmr->nbr", x, w)
+    return _pool(v if scale is None else v * scale, k)
 
 
 def _fuse(r_in: int, k: int) -> bool:
