@@ -219,13 +219,13 @@ def _pool(v: Array, k: int) -> Array:
 def _normalize_plan(windows: tuple[int, ...]) -> tuple[bool, ...]:
     """Which levels normalise their pooled vectors (a static plan from the windows).
 
-    The inputs are scaled per sample (largest entry 1). A level normalises once the
+    Every input vector is first scaled to largest entry 1. A level normalises once the
     vectors it pools hold at least 4 leaves' worth of products since the last
     normalisation, and the root level always does. Between two normalisations a vector
-    is then a product of at most ``4 k`` conv outputs (``k`` the largest window), whose
-    magnitudes stay far inside the float32 range for any sane weights and inputs whose
-    norms span less than about ``1e9`` within a sample; every normalisation is exact (its
-    log is carried in ``log_scale``). Binary trees normalise every other level.
+    is then a product of at most ``4 k`` conv outputs of unit-scale vectors (``k`` the
+    largest window), whose magnitudes stay far inside the float32 range for any sane
+    weights; every normalisation is exact (its log is carried in ``log_scale``). Binary
+    trees normalise every other level.
     """
     plan, held = [], 1
     for lvl, k in enumerate(windows):
