@@ -194,3 +194,124 @@ def test_trained_model_round_trips_through_checkpoint(tmp_path):
     np.testing.assert_array_equal(
         np.asarray(_jit(back)(x).scores), np.asarray(_jit(res.model)(x).scores)
     )
+
+
+def _background_model(shared, *, seed=0, m=4, channels=(3, 4, 5)):
+    """A float64 ConvAC on an 8x8 quad tree with black made neutral, its representation's
+    bias moved off zero so that the background's features are not a basis vector."""
+    tree = Tree.quad(8)
+    rep = PatchConvRepresentation(tree.shape, m=m, dtype=jnp.float64, rngs=nnx.Rngs(seed))
+    rep.conv.bias[...] = jax.random.normal(jax.random.key(seed + 1), rep.conv.bias.shape)
+    model = ConvAC(
+        tree,
+        representation=rep,
+        channels=channels,
+        n_classes=3,
+        shared=shared,
+        noise=0.5,
+        dtype=jnp.float64,
+        background=0.0,
+        rngs=nnx.Rngs(seed + 2),
+    )
+    return model
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_background_is_neutral_at_every_level(shared):
+    """Every level maps the background's vector to all ones, so a black image scores
+    sum(out) (float64 oracle), and a black region contributes a factor 1: the scores of
+    an image are those of the same network with the black inputs' factors left out."""
+    from tests._oracle import log_scores, scores
+
+    model = _background_model(shared)
+    net = model.network
+    b = np.asarray(model.representation(jnp.zeros((1, 8, 8)))[0, 27])
+    w0 = np.asarray(net.convs[0], np.float64)
+    np.testing.assert_allclose(np.einsum("i,...io->...o", b, w0), 1.0, rtol=1e-12)
+    for w in net.convs[1:]:
+        np.testing.assert_allclose(np.asarray(w).sum(axis=-2), 1.0, rtol=1e-12)
+    ls, s = log_scores(net, model.features(jnp.zeros((1, 8, 8))))
+    want = np.asarray(model.out[...]).sum(axis=0)
+    np.testing.assert_allclose(np.exp(ls)[:, None] * s, want[None], rtol=1e-10)
+    # a blob in the top-left 4x4 block (3x3 patches: its features stay inside the block)
+    x = np.zeros((1, 8, 8))
+    x[0, 1:3, 1:3] = np.asarray(jax.random.uniform(jax.random.key(7), (2, 2))) + 0.5
+    h = scores(net, model.features(x))
+    # by hand: the top-left 4x4 subtree's root vector, times all ones from the other
+    # three level-1 blocks, then the top conv (which maps all-ones to all-ones)
+    sub = TreeTN(
+        [c if shared else c[: n // 4] for c, n in zip(net.convs[:2], (64, 16), strict=True)],
+        np.eye(net.dims[2]),
+        tree=Tree.quad(4),
+        shared=shared,
+    )
+    f = np.asarray(model.features(x))[:, np.asarray(Tree.quad(8).order)[:16]]
+    f = f[:, np.argsort(np.asarray(Tree.quad(4).order))]  # leaf order -> quad(4) input order
+    v = scores(sub, f)  # the block's pooled vector (out = identity)
+    top = np.asarray(net.convs[2])[0] if not shared else np.asarray(net.convs[2])
+    np.testing.assert_allclose(h, (v @ top) @ np.asarray(model.out[...]), rtol=1e-9)
+
+
+def test_background_gauge_leaves_the_function_unchanged():
+    """The gauge is no constraint: any network (background vectors without zeros) has a
+    gauge-fixed twin with the same dense tensor, and the twin is a fixed point of the
+    model's parametrisation."""
+    from tnjax import convac, to_dense
+    from tnjax.models._convac import _neutral
+
+    tree = Tree.binary(8)
+    net = convac(jax.random.key(3), tree, m=3, channels=(3, 4, 3), n_classes=2, dtype=jnp.float64)
+    convs = [np.asarray(c, np.float64) for c in net.convs]  # unshared: (nodes, r_in, r_out)
+    b = np.array([1.0, 0.3, -0.7])  # the background's features
+    new, vec = [], np.broadcast_to(b, (convs[0].shape[0], 3))  # background vector per node
+    carry = np.ones((convs[0].shape[0], 3))  # scaling carried into each node's input
+    for w, k in zip(convs, tree.windows, strict=True):
+        w = w * carry[:, :, None]  # take in the children's rescaling
+        u = np.einsum("ni,nio->no", vec, w)  # the background's conv output per node
+        new.append(w / u[:, None, :])
+        vec = np.ones((len(w) // k, w.shape[-1]))
+        carry = np.prod(u.reshape(len(w) // k, k, -1), axis=1)
+    out = np.asarray(net.out, np.float64) * carry[0][:, None]
+    twin = TreeTN([jnp.asarray(c) for c in new], jnp.asarray(out), tree=tree)
+    np.testing.assert_allclose(to_dense(twin), to_dense(net), rtol=1e-10, atol=1e-12)
+    bj = jnp.asarray(b)
+    np.testing.assert_allclose(_neutral(twin.convs[0], bj), twin.convs[0], rtol=1e-12)
+    for c in twin.convs[1:]:
+        np.testing.assert_allclose(_neutral(c, jnp.ones(c.shape[-2])), c, rtol=1e-12)
+
+
+def test_background_gradients_match_finite_differences():
+    """The gauge projection is differentiable, through the convs and through the
+    representation that defines the background's vector (its bias)."""
+    model = _background_model(True, channels=(2, 3, 3))
+    graphdef, params = nnx.split(model)
+    x = jnp.asarray(
+        np.random.default_rng(0).random((4, 8, 8)) * (np.arange(64) % 3 == 0).reshape(8, 8)
+    )
+
+    def loss(p):
+        s = nnx.merge(graphdef, p)(x)
+        return jnp.sum(s.log_scale) + jnp.sum(jnp.sin(3 * s.scores))
+
+    grads = jax.grad(loss)(params)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    g_leaves = jax.tree_util.tree_leaves(grads)
+    rng = np.random.default_rng(1)
+    for i, (leaf, g) in enumerate(zip(leaves, g_leaves, strict=True)):
+        d = rng.standard_normal(leaf.shape)
+        eps = 1e-6
+
+        def at(t, i=i, d=d):
+            ls = list(leaves)
+            ls[i] = leaves[i] + t * d
+            return loss(jax.tree_util.tree_unflatten(treedef, ls))
+
+        fd = (at(eps) - at(-eps)) / (2 * eps)
+        np.testing.assert_allclose(float(jnp.vdot(g, d)), float(fd), rtol=1e-6, atol=1e-9)
+
+
+def test_background_that_cannot_be_neutral_is_an_error():
+    tree = Tree.quad(4)
+    rep = PatchConvRepresentation(tree.shape, m=3, constant=False, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="cannot be made neutral"):
+        ConvAC(tree, representation=rep, channels=2, n_classes=2, background=0.0, rngs=nnx.Rngs(1))

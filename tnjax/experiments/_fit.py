@@ -27,7 +27,7 @@ __all__ = ["TRAIN_SETTINGS", "train_classifier"]
 #: the settings used for every run (the paper gives none)
 TRAIN_SETTINGS = {
     "optimizer": "Adam (optax.adamw, weight_decay 0), global-norm clip 1.0",
-    "lr": 3e-3,
+    "lr": 1e-2,
     "schedule": "5% linear warmup then cosine decay to 1% of lr",
     "batch_size": 64,
     "loss_relu": "softmax cross-entropy on the logits",

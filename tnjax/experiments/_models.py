@@ -123,6 +123,12 @@ def task_convac(
     (a convolution), a learned 3x3 patch representation of ``rep_channels`` features
     (9 learned + a constant one), and ``channels`` on its ``log2(canvas)`` levels.
 
+    Black pixels are made neutral (``ConvAC(background=0.0)``, a gauge fixing): without
+    it the product over ~4000 background pixels raises the background's vector to a
+    huge power, the normalised root vector is nearly the same for every image, and
+    training stays at chance (measured: 11% on the local task against 37% with it, same
+    budget).
+
     Example:
         >>> import jax
         >>> model = task_convac((4, 4, 2, 2, 1, 1), key=jax.random.key(0))
@@ -144,36 +150,11 @@ def task_convac(
         shared=True,
         init="product",
         noise=noise,
+        background=0.0,  # black pixels neutral: see ConvAC's ``background``
         rngs=rngs,
     )
-    _neutral_background(model)
-    return model
-
-
-def _neutral_background(model: ConvAC) -> None:
-    """Make a black pixel a neutral element at the start of training.
-
-    A black pixel's features are ``e_0`` (constant channel 1, the others
-    ``gelu(0) = 0``). The product init maps it to ``1 + eps_0``, and each later level maps
-    the all-ones vector to ``1 + eps^T 1``: over thousands of background pixels these
-    factors swamp the digit. Zeroing ``eps_0`` at level 0 and the column sums of ``eps``
-    at later levels makes the all-ones vector a fixed point, so the background contributes
-    exactly 1 to every product and the network starts as a near-linear model of the
-    digit pixels; the output layer is made orthogonal to the all-ones direction. In
-    place (before training)."""
-    for lvl, c in enumerate(model.convs):
-        w = c[...]
-        r_in, r_out = w.shape
-        base = jnp.zeros((r_in, r_out), w.dtype)
-        if lvl == 0:
-            base = base.at[0].set(1.0)
-            eps = (w - base).at[0].set(0.0)
-        else:
-            base = base.at[jnp.arange(r_out) % r_in, jnp.arange(r_out)].set(1.0)
-            eps = w - base
-            eps = eps - jnp.mean(eps, axis=0, keepdims=True)
-        c[...] = base + eps
-    # the all-ones root (background) is common to every image: start the classifier
-    # orthogonal to it, so that the initial scores come from the digit alone
+    # the all-ones root (the background's, common to every image): start the
+    # classifier orthogonal to it, so that the initial scores come from the digit alone
     out = model.out[...]
     model.out[...] = out - jnp.mean(out, axis=0, keepdims=True)
+    return model

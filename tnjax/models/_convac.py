@@ -51,6 +51,18 @@ class ConvAC(nnx.Module):
             or ``"unit"``: see :func:`tnjax.convac`.
         input_shape: shape of the raw inputs when smaller than ``representation.shape``:
             they are zero-padded (centred) first, e.g. 28x28 MNIST in a 32x32 layout.
+        background: a raw input value (e.g. ``0.0``, black) to make *neutral*: every
+            region of this constant value then contributes a factor of exactly 1 to the
+            products, however large, throughout training. This is a gauge fixing, not a
+            constraint on the function: with ``b`` the background's feature vector,
+            each level's conv is used as ``W + b (1 - b^T W) / |b|^2`` (so ``b`` maps to
+            the all-ones vector at level 0 and the all-ones vector to itself above), and
+            rescaling each level's channels (compensated at the next level) brings any
+            network whose background vectors have no zero entry to that form. Without
+            it, a product over thousands of background inputs (a small digit on a large
+            canvas) raises the background's vector to a huge power, which swamps the
+            signal and stalls training. Needs a representation that does not map the
+            background to zero (e.g. one with a constant channel).
         rngs: ``nnx.Rngs`` (its ``params`` stream initialises the network).
 
     Example:
@@ -78,6 +90,7 @@ class ConvAC(nnx.Module):
         noise: float = 0.1,
         dtype=jnp.float32,
         input_shape: Sequence[int] | None = None,
+        background: float | None = None,
         rngs: nnx.Rngs,
     ):
         if not isinstance(tree, Tree):
@@ -142,13 +155,35 @@ class ConvAC(nnx.Module):
             )
         self.convs = nnx.List([nnx.Param(c) for c in net.convs])
         self.out = nnx.Param(net.out)
+        self.background = None if background is None else float(background)
+        if self.background is not None:
+            b = np.asarray(self._background_features())
+            if not np.all(np.isfinite(b)) or np.sum(b * b) < 1e-12:
+                raise ValueError(
+                    f"background={background}: the representation maps it to the features "
+                    f"{b.round(4).tolist()}, which cannot be made neutral (a zero vector "
+                    "annihilates every product). Use a representation with a constant "
+                    "channel (PatchConvRepresentation(constant=True)), or background=None"
+                )
+
+    def _background_features(self) -> Array:
+        """The feature vector of an input inside a region of constant ``background``
+        (the central input of a constant image: away from any border padding)."""
+        image = jnp.full((1, *self.layout), self.background, self.out[...].dtype)
+        return self.representation(image)[0, self.tree.n_inputs // 2]
 
     @property
     def network(self) -> TreeTN:
-        """The tensor network (a :class:`~tnjax.TreeTN` holding the current parameters)."""
-        return TreeTN(
-            [c[...] for c in self.convs], self.out[...], tree=self.tree, shared=self.shared
-        )
+        """The tensor network (a :class:`~tnjax.TreeTN` holding the current parameters;
+        with ``background``, the gauge-fixed tensors the model computes with)."""
+        convs = [c[...] for c in self.convs]
+        if self.background is not None:
+            b = self._background_features().astype(convs[0].dtype)
+            convs = [
+                _neutral(w, b if lvl == 0 else jnp.ones(w.shape[-2], w.dtype))
+                for lvl, w in enumerate(convs)
+            ]
+        return TreeTN(convs, self.out[...], tree=self.tree, shared=self.shared)
 
     def features(self, x) -> Array:
         """Represented inputs ``(batch, n_inputs, M)`` of raw inputs ``(batch, *input_shape)``."""
@@ -194,6 +229,7 @@ class ModelConfig:
         shared: weight sharing across positions.
         init: ``"product"``, ``"identity"`` or ``"unit"`` (see :class:`ConvAC`).
         noise: scale of the random part of the ``"product"`` initialisation.
+        background: raw input value made neutral (see :class:`ConvAC`), or ``None``.
 
     Example:
         >>> from tnjax.models import ModelConfig
@@ -216,6 +252,7 @@ class ModelConfig:
     shared: bool = False
     init: str = "product"
     noise: float = 0.1
+    background: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
@@ -253,6 +290,13 @@ class ModelConfig:
     def from_json(cls, text: str) -> ModelConfig:
         d = json.loads(text)
         return cls(**d)
+
+
+def _neutral(w: Array, b: Array) -> Array:
+    """``w + b (1 - b^T w) / |b|^2`` over the input axis of ``w`` (``(..., r_in, r_out)``):
+    the nearest conv (per output channel, least squares) that maps ``b`` to all ones."""
+    miss = 1.0 - jnp.einsum("i,...io->...o", b, w)
+    return w + b[:, None] * miss[..., None, :] / jnp.sum(b * b)
 
 
 def _product_init(key, net: TreeTN, *, constant: bool, noise: float = 0.1) -> TreeTN:
@@ -346,6 +390,7 @@ def make_model(config: ModelConfig, *, key: jax.Array, dtype=jnp.float32) -> Con
         noise=config.noise,
         dtype=dtype,
         input_shape=config.input_shape,
+        background=config.background,
         rngs=rngs,
         **kw,
     )
