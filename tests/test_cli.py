@@ -31,6 +31,8 @@ def trained(tmp_path_factory):
         "--no-progress",
         "--seed",
         "1",
+        "--background",
+        "0",
     ]
     assert main(argv) == 0
     return out
@@ -57,6 +59,7 @@ def test_train_writes_everything_and_reports(trained, capsys):
         "central block",
     ]
     model = tnjax.load_model(str(trained))
+    assert model.background == 0.0  # the flag reached the model and its checkpoint
     parts = tnjax.standard_partitions((8, 8))
     for row, p in zip(rows, parts, strict=True):
         assert row["min_cut_bits"] == tnjax.min_cut(model.network, p).log2_rank

@@ -96,6 +96,12 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--windows", default=None, help="grid windows, e.g. 2x2,2x2,2x2")
     t.add_argument("--pad-to", default=None, help="pad inputs to HxW first, e.g. 32x32")
     t.add_argument("--shared", action="store_true", help="share weights across positions")
+    t.add_argument(
+        "--background",
+        type=float,
+        default=None,
+        help="raw input value to make neutral (e.g. 0 for black backgrounds of large images)",
+    )
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
@@ -229,6 +235,7 @@ def cmd_train(args) -> int:
         z=args.z,
         shared=args.shared,
         noise=preset["noise"],
+        background=args.background,
     )
     model = make_model(config, key=jax.random.key(args.seed))
     out = args.out or os.path.join("runs", args.dataset)
