@@ -300,6 +300,7 @@ def main(argv=None):
     combos = [c for c in combos if c not in done]
     cfg["seeds"] = sorted(set(cfg["seeds"]) | {u["seed"] for u in runs})  # for the record
     cfg["families"] = sorted(set(cfg["families"]) | {u["family"] for u in runs}, reverse=True)
+    cfg["rs"] = sorted(set(cfg["rs"]) | {u["r"] for u in runs})
     for seed, fam, task, r, arch in tqdm(combos, desc="runs"):
         ch = channel_list(arch, r)
         key = jax.random.key(seed)

@@ -136,6 +136,13 @@ def depth_width(trees, families, targets, progress=True, criteria=("all", "mean"
 
 
 # ---------------------------------------------------------------------------- (a) blocks
+#: corner of the growing blocks: off the tree's grid (odd), so that every side of an
+#: even-sided block splits the 2x2 pooling windows it crosses; a corner on the grid
+#: (e.g. 16) makes blocks whose sides run along coarse tree edges, across which trained
+#: networks carry almost nothing, and the growth law is lost in rounding
+BLOCK_START = CANVAS // 4 + 1
+
+
 def load_nets(net_dir, pattern="*.npz"):
     nets = {}
     for path in sorted(glob.glob(os.path.join(net_dir, pattern))):
@@ -171,8 +178,10 @@ def block_growth(nets, sizes, start, progress=True, levels=True):
             ),
             "slope_entropy": slope(sizes, [np.nan if b is None else b for b in bits]),
             "slope_capacity": slope(sizes, cap),
-            # blocks at the same alignment (side = 4 mod 8, corner at a multiple of 8): the
-            # cut first meets the tree at the same level, so only the size changes
+            # blocks at the same alignment (side = 4 mod 8, corner fixed): every side
+            # meets the tree at the same positions within its 8x8 blocks, only the size
+            # changes (with BLOCK_START odd, every even side splits the 2x2 windows it
+            # crosses, so the slope over all even sizes is meaningful too)
             "same_alignment_sizes": [s for s in sizes if s % 8 == 4],
             "slope_entropy_same_alignment": slope(
                 [s for s in sizes if s % 8 == 4],
@@ -271,7 +280,7 @@ def main(argv=None):
     payload = {
         "mode": mode,
         "device_note": "CPU (2 shared cores)" if jax.devices()[0].platform == "cpu" else "accelerator",
-        "block_start": CANVAS // 4, "block_growth": growth,
+        "block_start": BLOCK_START, "block_growth": growth,
         "depth_width": dw,
         "depth_geometries": {"1D": {str(k): list(v) for k, v in DEPTHS_1D.items()},
                              "2D_16x16": {str(k): [list(w) for w in v] for k, v in DEPTHS_2D.items()}},
@@ -302,7 +311,7 @@ def part_a(args, out):
         ).network
     sizes = [2, 4, 12] if args.quick else [2, 4, 6, 8, 12, 16, 20, 24, 28, 32]
     growth = block_growth(
-        nets, sizes, start=CANVAS // 4, progress=not args.quick, levels=not args.quick
+        nets, sizes, start=BLOCK_START, progress=not args.quick, levels=not args.quick
     )
     return growth
 
