@@ -103,8 +103,12 @@ def test_bench_quick_runs_the_training_benchmark(tmp_path, capsys):
     assert "training" in capsys.readouterr().out.split()
     assert main(["bench", "training", "--quick", "--out", str(tmp_path)]) == 0
     digits = json.loads((tmp_path / "training_digits.json").read_text())
-    assert len(digits["test_accuracy"]) == 1 and 0.0 <= digits["test_accuracy"][0] <= 1.0
-    assert digits["train_time_s"][0] > 0
+    assert len(digits["test_accuracy"]) == 2 and all(0 <= a <= 1 for a in digits["test_accuracy"])
+    assert min(digits["train_time_s"]) > 0
+    assert digits["seeds_at_or_above_0.98"] == sum(a >= 0.98 for a in digits["test_accuracy"])
+    # the first seed's run is saved in full, the others only in the aggregate
+    assert (tmp_path / "training_digits_seed0.json").is_file()
+    assert not (tmp_path / "training_digits_seed1.json").exists()
     thr = json.loads((tmp_path / "training_throughput.json").read_text())
     assert set(thr["rows"]) == {"convac", "cnn"}
     assert (tmp_path / "training_throughput.png").is_file()
