@@ -310,6 +310,22 @@ def test_background_gradients_match_finite_differences():
         np.testing.assert_allclose(float(jnp.vdot(g, d)), float(fd), rtol=1e-6, atol=1e-9)
 
 
+def test_nonzero_background_is_read_away_from_the_border():
+    """background=1 (white): the features of an interior pixel of a white image map to
+    all ones (border pixels see the zero padding and differ)."""
+    tree = Tree.quad(8)
+    rep = PatchConvRepresentation(tree.shape, m=4, dtype=jnp.float64, rngs=nnx.Rngs(0))
+    model = ConvAC(
+        tree, representation=rep, channels=(3, 4, 5), n_classes=3, noise=0.5,
+        dtype=jnp.float64, background=1.0, rngs=nnx.Rngs(1),
+    )  # fmt: skip
+    feats = np.asarray(model.features(jnp.ones((1, 8, 8))))[0].reshape(8, 8, 4)
+    w0 = np.asarray(model.network.convs[0])
+    for i, j in [(1, 1), (3, 4), (6, 6)]:  # interior pixels
+        np.testing.assert_allclose(feats[i, j] @ w0, 1.0, rtol=1e-12)
+    assert not np.allclose(feats[0, 3] @ w0, 1.0)  # a border pixel is not background
+
+
 def test_background_that_cannot_be_neutral_is_an_error():
     tree = Tree.quad(4)
     rep = PatchConvRepresentation(tree.shape, m=3, constant=False, rngs=nnx.Rngs(0))

@@ -62,7 +62,9 @@ class ConvAC(nnx.Module):
             it, a product over thousands of background inputs (a small digit on a large
             canvas) raises the background's vector to a huge power, which swamps the
             signal and stalls training. Needs a representation that does not map the
-            background to zero (e.g. one with a constant channel).
+            background to zero (e.g. one with a constant channel). Inputs padded up to
+            the layout (``input_shape``) and a patch representation's border are padded
+            with zeros, which are neutral only for ``background=0``.
         rngs: ``nnx.Rngs`` (its ``params`` stream initialises the network).
 
     Example:
@@ -170,7 +172,8 @@ class ConvAC(nnx.Module):
         """The feature vector of an input inside a region of constant ``background``
         (the central input of a constant image: away from any border padding)."""
         image = jnp.full((1, *self.layout), self.background, self.out[...].dtype)
-        return self.representation(image)[0, self.tree.n_inputs // 2]
+        centre = int(np.ravel_multi_index(tuple(s // 2 for s in self.tree.shape), self.tree.shape))
+        return self.representation(image)[0, centre]
 
     @property
     def network(self) -> TreeTN:
