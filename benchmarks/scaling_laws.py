@@ -256,7 +256,9 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--nets", default=None, help="folder of trained ConvACs (.npz) from "
                    "inductive_bias.py (default: <out>/inductive_bias_nets)")  # fmt: skip
-    p.add_argument("--nets-glob", default="*_s0.npz", help="which saved networks (default seed 0)")
+    p.add_argument(
+        "--nets-glob", default="*_r6_s0.npz", help="which saved networks (default r=6, seed 0)"
+    )
     p.add_argument(
         "--part", choices=("a", "b", "all"), default="all",
         help="compute only (a) or (b); the other part is kept from an existing JSON in --out",
