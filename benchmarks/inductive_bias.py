@@ -216,6 +216,8 @@ def plot(payload, out):
             label=f"{e['arch']} {e['task']} r={e['r']}" if e["seed"] == 0 else None,
         )
     ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
+    # symlog: the checkerboard's hundreds of bits and the blocks' tenths on one axis
+    ax.set_yscale("symlog", linthresh=0.1)
     ax.set(ylabel="Renyi-2 entropy (bits)", title="trained ConvACs")
     ax.legend(fontsize=7)
     fig.tight_layout()
