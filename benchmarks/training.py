@@ -33,36 +33,11 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 import tnjax
+from tnjax.cli import preset_spec
 from tnjax.models import ModelConfig, make_model
 
-DIGITS = {
-    "config": dict(
-        input_shape=(8, 8),
-        n_classes=10,
-        representation="conv",
-        m=16,
-        patch=3,
-        channels=32,
-        noise=0.5,
-    ),
-    "fit": dict(epochs=60, batch_size=32, lr=3e-3, loss="born", val_fraction=0.0),
-    "seeds": tuple(range(10)),
-}
-MNIST = {
-    "config": dict(
-        input_shape=(28, 28),
-        pad_to=(32, 32),
-        n_classes=10,
-        representation="conv",
-        m=32,
-        patch=6,
-        stride=4,
-        channels=128,
-        noise=0.5,
-    ),
-    "fit": dict(epochs=40, batch_size=64, lr=3e-3, loss="born", val_fraction=1 / 12),
-    "augment_shift": 2,  # random translations of up to 2 pixels (tnjax.random_shift)
-}
+DIGITS = {**preset_spec("digits"), "seeds": tuple(range(10))}  # = tnjax train's defaults
+MNIST = preset_spec("mnist")  # = tnjax train --dataset mnist
 
 
 def _plot_curve(history, name, out, title):

@@ -4,6 +4,24 @@ contraction): per-level loops with explicit max-abs rescaling."""
 import numpy as np
 
 
+def f64_convac(seed, tree, channels, *, shared=False, m=2, n_classes=2):
+    """A random float64 ConvAC small enough for the dense oracle (the networks under test)."""
+    import jax
+    import jax.numpy as jnp
+
+    from tnjax import convac
+
+    return convac(
+        jax.random.key(seed),
+        tree,
+        m=m,
+        channels=channels,
+        n_classes=n_classes,
+        shared=shared,
+        dtype=jnp.float64,
+    )
+
+
 def numpy_weights(net):
     """Per-level conv tensors as float64 numpy arrays with one matrix per node."""
     convs = []

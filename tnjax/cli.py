@@ -18,9 +18,10 @@ import time
 
 __all__ = ["main"]
 
-# the configurations of benchmarks/training.py
+# the configurations of ``tnjax train`` and benchmarks/training.py (via preset_spec)
 PRESETS = {
     "digits": dict(
+        input_shape=(8, 8),
         representation="conv",
         m=16,
         patch=3,
@@ -36,6 +37,7 @@ PRESETS = {
         augment=0,
     ),
     "mnist": dict(
+        input_shape=(28, 28),
         representation="conv",
         m=32,
         patch=6,
@@ -51,6 +53,34 @@ PRESETS = {
         augment=2,
     ),
 }
+
+
+def preset_spec(name: str) -> dict:
+    """A preset as ``{"config": ModelConfig kwargs, "fit": tnjax.fit kwargs,
+    "augment_shift": pixels}``: what ``tnjax train --dataset NAME`` runs with no other
+    options (deep architecture, Born loss, 10 classes)."""
+    p = PRESETS[name]
+    channels = _ints(p["channels"], "channels")
+    config = {
+        "input_shape": p["input_shape"],
+        "n_classes": 10,
+        "geometry": p["geometry"],
+        "pad_to": _ints(p["pad_to"], "pad_to") if p["pad_to"] else None,
+        "representation": p["representation"],
+        "m": p["m"],
+        "patch": p["patch"],
+        "stride": p["stride"],
+        "channels": channels[0] if len(channels) == 1 else channels,
+        "noise": p["noise"],
+    }
+    fit = {
+        "epochs": p["epochs"],
+        "batch_size": p["batch_size"],
+        "lr": p["lr"],
+        "loss": "born",
+        "val_fraction": p["val_fraction"],
+    }
+    return {"config": config, "fit": fit, "augment_shift": p["augment"]}
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
