@@ -77,7 +77,9 @@ MODES = {
                  capacity_rs=[1, 2, 3, 4, 6, 8, 12, 16, 24, 32]),
 }  # fmt: skip
 CANVAS = 64
-RENYI_BUDGET = 3e7  # floats held by renyi2's mixed nodes; wider partitions are skipped
+# floats held by renyi2's mixed nodes (float64: 2.4 GB; an r=12 wide-base 8x8 shifted
+# block, 2.2e8, took 17 s and 2.7 GB peak); wider partitions are skipped
+RENYI_BUDGET = 3e8
 
 
 def save_net(net, path):
@@ -240,7 +242,14 @@ def main(argv=None):
         "--resume", action="store_true",
         help="keep the runs of an existing JSON in --out (same mode) and skip them",
     )  # fmt: skip
+    p.add_argument(
+        "--recompute-entropies", action="store_true",
+        help="with --resume: train nothing, recompute the saved ConvACs' Renyi-2 entropies "
+             "(e.g. after raising RENYI_BUDGET)",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.recompute_entropies and not args.resume:
+        p.error("--recompute-entropies works on the runs of an existing JSON: add --resume")
     mode = "quick" if args.quick else "full" if args.full else "reduced"
     cfg = dict(MODES[mode])
     if args.families:
@@ -300,6 +309,15 @@ def main(argv=None):
     combos = list(itertools.product(cfg["seeds"], cfg["families"], cfg["tasks"], cfg["rs"], ARCHS))
     t_start = time.perf_counter()
     combos = [c for c in combos if c not in done]
+    if args.recompute_entropies:
+        if not runs:
+            p.error(f"--recompute-entropies: no {mode}-mode runs in {old_path}")
+        combos = []
+        for e in tqdm(ents, desc="entropies"):
+            name = f"{e['task']}_{e['arch']}_r{e['r']}_s{e['seed']}.npz"
+            e["renyi2"] = entropies(
+                load_net(os.path.join(net_dir, name)), parts, budget=RENYI_BUDGET
+            )
     cfg["seeds"] = sorted(set(cfg["seeds"]) | {u["seed"] for u in runs})  # for the record
     cfg["families"] = sorted(set(cfg["families"]) | {u["family"] for u in runs}, reverse=True)
     cfg["rs"] = sorted(set(cfg["rs"]) | {u["r"] for u in runs})
@@ -314,7 +332,7 @@ def main(argv=None):
         )  # fmt: skip
         run = {
             "family": fam, "task": task, "arch": arch, "r": r, "seed": seed,
-            "channels": list(ch), "test_accuracy": res["test_accuracy"],
+            "channels": list(ch), "lr": res["lr"], "test_accuracy": res["test_accuracy"],
             "train_accuracy": float(res["train_accuracy"]), "train_time_s": res["train_time_s"],
             "steps": res["steps"], "history": res["history"],
         }  # fmt: skip

@@ -9,15 +9,15 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_quick_benchmark(name, tmp_path, *, env=None, timeout=900):
-    """``python benchmarks/NAME.py --quick --out tmp_path`` in JAX's default configuration
+def run_quick_benchmark(name, tmp_path, *, env=None, timeout=900, args=()):
+    """``python benchmarks/NAME.py --quick --out tmp_path [args]`` in JAX's default configuration
     (the tests' simulated-device XLA_FLAGS removed); checks it exits 0 and wrote its plot,
     returns its JSON."""
     run_env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     run_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", f"{name}.py"), "--quick",
-         "--out", str(tmp_path)],
+         "--out", str(tmp_path), *args],
         cwd=os.path.join(ROOT, "benchmarks"), env=run_env, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip

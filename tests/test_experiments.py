@@ -137,8 +137,8 @@ def test_renyi2_cost_counts_mixed_nodes():
 
 
 # ---------------------------------------------------------------------------- scripts
-def _run(script, tmp_path):
-    return run_quick_benchmark(script, tmp_path, env={"PYTHONUNBUFFERED": "1"})
+def _run(script, tmp_path, args=()):
+    return run_quick_benchmark(script, tmp_path, env={"PYTHONUNBUFFERED": "1"}, args=args)
 
 
 @needs_mnist
@@ -156,6 +156,8 @@ def test_inductive_bias_quick(tmp_path):
     }
     for u in out["runs"]:
         assert 0.0 <= u["test_accuracy"] <= 1.0
+        assert u["lr"] == out["settings"][f"lr_{u['family']}"]  # each family its own rate
+    assert out["settings"]["lr_relu"] != out["settings"]["lr_convac"]
     for s in out["summary"]:
         assert 0.0 <= s["mean"] <= 1.0 and s["std"] >= 0.0
     cap = out["capacity"]
@@ -168,6 +170,13 @@ def test_inductive_bias_quick(tmp_path):
                 v >= -1e-4 and v <= cap[e["arch"]][str(e["r"])][name] * np.log(2) + 1e-3
             )
     assert os.path.isdir(tmp_path / "inductive_bias_nets")
+    # the saved networks give back the entropies computed right after training
+    again = _run("inductive_bias", tmp_path, args=["--resume", "--recompute-entropies"])
+    assert again["runs"] == out["runs"]
+    for e, f in zip(out["entropies"], again["entropies"], strict=True):
+        for name, v in e["renyi2"].items():
+            w = f["renyi2"][name]
+            assert (v is None) == (w is None) and (v is None or abs(v - w) <= 1e-9 * (1 + abs(v)))
 
 
 @needs_mnist
