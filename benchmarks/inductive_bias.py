@@ -77,9 +77,6 @@ MODES = {
                  capacity_rs=[1, 2, 3, 4, 6, 8, 12, 16, 24, 32]),
 }  # fmt: skip
 CANVAS = 64
-# floats held by renyi2's mixed nodes (float64: 2.4 GB; an r=12 wide-base 8x8 shifted
-# block, 2.2e8, took 17 s and 2.7 GB peak); wider partitions are skipped
-RENYI_BUDGET = 3e8
 
 
 def save_net(net, path):
@@ -245,7 +242,7 @@ def main(argv=None):
     p.add_argument(
         "--recompute-entropies", action="store_true",
         help="with --resume: train nothing, recompute the saved ConvACs' Renyi-2 entropies "
-             "(e.g. after raising RENYI_BUDGET)",
+             "(e.g. after raising tnjax.experiments.RENYI_BUDGET)",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.recompute_entropies and not args.resume:
@@ -315,9 +312,7 @@ def main(argv=None):
         combos = []
         for e in tqdm(ents, desc="entropies"):
             name = f"{e['task']}_{e['arch']}_r{e['r']}_s{e['seed']}.npz"
-            e["renyi2"] = entropies(
-                load_net(os.path.join(net_dir, name)), parts, budget=RENYI_BUDGET
-            )
+            e["renyi2"] = entropies(load_net(os.path.join(net_dir, name)), parts)
     cfg["seeds"] = sorted(set(cfg["seeds"]) | {u["seed"] for u in runs})  # for the record
     cfg["families"] = sorted(set(cfg["families"]) | {u["family"] for u in runs}, reverse=True)
     cfg["rs"] = sorted(set(cfg["rs"]) | {u["r"] for u in runs})
@@ -344,7 +339,7 @@ def main(argv=None):
             save_net(net, os.path.join(net_dir, f"{task}_{arch}_r{r}_s{seed}.npz"))
             ents.append({
                 "task": task, "arch": arch, "r": r, "seed": seed,
-                "renyi2": entropies(net, parts, budget=RENYI_BUDGET),
+                "renyi2": entropies(net, parts),
                 "level_von_neumann": level_entropies(net),
             })  # fmt: skip
         write_json("inductive_bias", make_payload(False), out_dir=out)  # partial, survives a kill

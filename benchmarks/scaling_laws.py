@@ -49,7 +49,6 @@ from tnjax.experiments import (
 
 CANVAS = 64
 M = 10
-BUDGET = 3e7
 
 # ---------------------------------------------------------------------------- (b) geometry
 DEPTHS_1D = {1: (64,), 2: (8, 8), 3: (4, 4, 4), 4: (4, 4, 2, 2), 5: (4, 2, 2, 2, 2), 6: (2,) * 6}
@@ -166,7 +165,7 @@ def block_growth(nets, sizes, start, progress=True, levels=True):
     parts = block_partitions(sizes, canvas=CANVAS, start=start)
     out = []
     for name, net in tqdm(nets.items(), desc="block entropies", disable=not progress):
-        ent = entropies(net, parts, budget=BUDGET)
+        ent = entropies(net, parts)  # over tnjax.experiments.RENYI_BUDGET: None
         bits = [None if v is None else v / math.log(2) for v in ent.values()]
         cap = list(capacity(net.tree, net.dims, parts).values())
         out.append({

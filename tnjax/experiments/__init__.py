@@ -7,6 +7,7 @@ Used by ``benchmarks/inductive_bias.py``, ``benchmarks/regularization.py`` and
 """
 
 from tnjax.experiments._entangle import (
+    RENYI_BUDGET,
     block_partitions,
     capacity,
     entropies,
@@ -27,6 +28,7 @@ from tnjax.experiments._tasks import TASKS, binarize, make_task, place_digits, r
 
 __all__ = [
     "ARCHS",
+    "RENYI_BUDGET",
     "TASKS",
     "TRAIN_SETTINGS",
     "ReLUConvNet",

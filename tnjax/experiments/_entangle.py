@@ -93,7 +93,13 @@ def renyi2_cost(tree: Tree, dims: Sequence[int], partition: Partition) -> int:
     return total
 
 
-def entropies(net, partitions: Sequence[Partition], *, budget: float = 3e7) -> dict:
+#: floats that :func:`entropies` lets renyi2's mixed nodes hold (float64: 2.4 GB; the
+#: widest computed in benchmarks/, an r=12 wide-base 8x8 shifted block at 2.2e8 floats,
+#: took 17 s and 2.7 GB peak on 2 CPU cores)
+RENYI_BUDGET = 3e8
+
+
+def entropies(net, partitions: Sequence[Partition], *, budget: float = RENYI_BUDGET) -> dict:
     """``{name: Renyi-2 entropy (nats, class mean)}``, computed in float64; ``None`` where
     the four-copy contraction would hold more than ``budget`` floats.
 
