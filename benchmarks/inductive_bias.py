@@ -217,6 +217,7 @@ def plot(payload, out):
     ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
     # symlog: the checkerboard's hundreds of bits and the blocks' tenths on one axis
     ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(bottom=0)  # entropies are >= 0
     ax.set(ylabel="Renyi-2 entropy (bits)", title="trained ConvACs")
     ax.legend(fontsize=7)
     fig.tight_layout()
