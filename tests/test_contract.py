@@ -70,6 +70,10 @@ def test_both_level_kernels_match_oracle_and_each_other(tree):
         _contract._fuse(net.dims[lvl], k) for net in [narrow] for lvl, k in enumerate(tree.windows)
     )
     assert not any(_contract._fuse(wide.dims[lvl], k) for lvl, k in enumerate(tree.windows))
+    # on CPU the wide network's first level runs as two half-levels
+    assert _contract._halve(wide.tree.level_sizes[0], tree.windows[0]) == (
+        jax.default_backend() == "cpu"
+    )
     for net in (narrow, wide):
         x = features(net.n_inputs, net.m, batch=3)
         want = _oracle.scores(net, x)
@@ -77,6 +81,9 @@ def test_both_level_kernels_match_oracle_and_each_other(tree):
         np.testing.assert_allclose(
             np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
         )
+        # and the derivatives of both kernels (fused: its own rule; matmul: autodiff);
+        # float64 with a small step: the wide network's curvature makes eps=1e-4 truncate
+        check_grads(lambda n, x: contract(n, x).scores, (net, x), order=1, modes=("rev",), eps=1e-6)
     # the fused kernel's derivative rule equals the matmul kernel's autodiff, both modes
     x = features(narrow.n_inputs, 3, batch=3)
     lvl0 = narrow.convs[0]
