@@ -131,14 +131,13 @@ def conv_pool(x: Array, w: Array, k: int, *, scale: Array | None = None) -> Arra
         return _fused_conv_pool(x, w, scale, k)
     if w.ndim == 2:  # shared: one large 2D matmul, which XLA multi-threads
         return _pool(_scaled(jnp.matmul(x, w), scale), k)
-    if not _halve(x.shape[0], k):
-        return _pool(_scaled(jnp.einsum("nbm,nmr->nbr", x, w), scale), k)
     h = x.shape[0] // 2  # two half-levels, each a whole number of windows
-    halves = [slice(None, h), slice(h, None)]
-    return jnp.concatenate([
+    parts = [slice(None, h), slice(h, None)] if _halve(x.shape[0], k) else [slice(None)]
+    out = [
         _pool(_scaled(jnp.einsum("nbm,nmr->nbr", x[i], w[i]), None if scale is None else scale[i]), k)
-        for i in halves
-    ])  # fmt: skip
+        for i in parts
+    ]  # fmt: skip
+    return out[0] if len(out) == 1 else jnp.concatenate(out)
 
 
 def _scaled(v: Array, scale: Array | None) -> Array:
