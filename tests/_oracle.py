@@ -4,8 +4,9 @@ contraction): per-level loops with explicit max-abs rescaling."""
 import numpy as np
 
 
-def f64_convac(seed, tree, channels, *, shared=False, m=2, n_classes=2):
-    """A random float64 ConvAC small enough for the dense oracle (the networks under test)."""
+def random_convac(seed, tree, channels, *, shared=False, m=2, n_classes=2, dtype=None):
+    """A random ConvAC for the tests, float64 unless ``dtype`` says otherwise (small
+    enough for the dense oracle at the defaults)."""
     import jax
     import jax.numpy as jnp
 
@@ -18,7 +19,7 @@ def f64_convac(seed, tree, channels, *, shared=False, m=2, n_classes=2):
         channels=channels,
         n_classes=n_classes,
         shared=shared,
-        dtype=jnp.float64,
+        dtype=jnp.float64 if dtype is None else dtype,
     )
 
 

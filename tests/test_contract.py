@@ -26,14 +26,8 @@ TREES = {
 
 def make_net(tree, *, shared, seed=0, m=3, channels=None, n_classes=4, dtype=jnp.float64):
     channels = channels or tuple(2 + (lvl % 3) for lvl in range(tree.depth))
-    return convac(
-        jax.random.key(seed),
-        tree,
-        m=m,
-        channels=channels,
-        n_classes=n_classes,
-        shared=shared,
-        dtype=dtype,
+    return _oracle.random_convac(
+        seed, tree, channels, shared=shared, m=m, n_classes=n_classes, dtype=dtype
     )
 
 

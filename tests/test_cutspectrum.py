@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 
 from tests._oracle import compare_spectra as _compare
-from tests._oracle import dense_spectrum, f64_convac
+from tests._oracle import dense_spectrum, random_convac
 from tests._oracle import partitions_1d as _parts_1d
 from tests._oracle import partitions_2d as _parts_2d
 from tnjax import Partition, Tree, convac, to_dense
@@ -26,7 +26,7 @@ CASES = {
 def test_matches_dense_svd(name):
     tree, parts, shared = CASES[name]
     channels = tuple(range(2, 2 + tree.depth))
-    net = f64_convac(len(name), tree, channels, shared=shared)
+    net = random_convac(len(name), tree, channels, shared=shared)
     a = np.asarray(to_dense(net))
 
     @jax.jit

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from tests._oracle import dense_spectrum, f64_convac, partitions_2d
+from tests._oracle import dense_spectrum, partitions_2d, random_convac
 from tests._oracle import partitions_1d as _partitions_1d
 from tnjax import Partition, Tree, convac, to_dense
 from tnjax._renyi import renyi2
@@ -30,7 +30,7 @@ CASES = {  # (tree, partitions, channels, shared)
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_dense_svd(name):
     tree, parts, channels, shared = CASES[name]
-    net = f64_convac(list(CASES).index(name), tree, channels, shared=shared)
+    net = random_convac(list(CASES).index(name), tree, channels, shared=shared)
     a = np.asarray(to_dense(net))
 
     @jax.jit
