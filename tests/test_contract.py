@@ -52,52 +52,117 @@ def test_contract_matches_numpy_oracle(name, shared):
     )
 
 
-@pytest.mark.parametrize("tree", [Tree.binary(8), Tree.quad(4)])
-def test_both_level_kernels_match_oracle_and_each_other(tree):
-    """A level runs as one fused loop (few input channels, CPU) or as a batched matmul
-    then the product; both kernels, and their gradients, against the oracle."""
+def _child_major_by_recursion(windows):
+    """Child-major order of level 0's nodes, built from its definition: the children of
+    the window in position j lie at j, j + n/k, ...; the windows are in child-major
+    order of the level above."""
+    order = [0]  # the root level
+    for k in reversed(windows):
+        order = [k * j + c for c in range(k) for j in order]
+    return np.array(order)
+
+
+@pytest.mark.parametrize("windows", [(2, 2, 2), (3, 2, 2), (2, 4), (4, 4), (5,)])
+def test_child_major_order(windows):
     from tnjax import _contract
 
-    narrow = make_net(tree, shared=False, m=3, channels=(4,) * tree.depth)
-    wide = make_net(tree, shared=False, m=40, channels=(40,) * tree.depth)
-    assert all(
-        _contract._fuse(net.dims[lvl], k) for net in [narrow] for lvl, k in enumerate(tree.windows)
-    )
-    assert not any(_contract._fuse(wide.dims[lvl], k) for lvl, k in enumerate(tree.windows))
-    # on CPU the wide network's first level runs as two half-levels
-    assert _contract._halve(wide.tree.level_sizes[0], tree.windows[0]) == (
-        jax.default_backend() == "cpu"
-    )
-    for net in (narrow, wide):
-        x = features(net.n_inputs, net.m, batch=3)
-        want = _oracle.scores(net, x)
-        got = contract(net, x)
-        np.testing.assert_allclose(
-            np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
-        )
-        # and the derivatives of both kernels (fused: its own rule; matmul: autodiff);
-        # float64 with a small step: the wide network's curvature makes eps=1e-4 truncate
-        check_grads(lambda n, x: contract(n, x).scores, (net, x), order=1, modes=("rev",), eps=1e-6)
-    # the fused kernel's derivative rule equals the matmul kernel's autodiff, both modes
-    x = features(narrow.n_inputs, 3, batch=3)
-    lvl0 = narrow.convs[0]
-    xs = jnp.swapaxes(x, 0, 1)[np.asarray(tree.order)]
-    scale = jnp.abs(features(narrow.n_inputs, 1, batch=3, seed=5)).swapaxes(0, 1)
-    k = tree.windows[0]
-    fused = functools.partial(_contract._fused_conv_pool, k=k)
+    n = int(np.prod(windows))
+    nodes = jnp.arange(n)[:, None] * jnp.ones((1, 3))
+    got = np.asarray(_contract._child_major(nodes, windows))[:, 0].astype(int)
+    np.testing.assert_array_equal(got, _child_major_by_recursion(windows))
+    # pooling the child-major blocks gives the windows in child-major order of the
+    # level above: a level preserves the order
+    v = jax.random.normal(jax.random.key(0), (n, 2, 3))
+    k = windows[0]
+    natural = _contract._pool(v, k)
+    by_child = _contract._pool(_contract._child_major(v, windows), k, by_child=True)
+    np.testing.assert_allclose(by_child, _contract._child_major(natural, windows[1:]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("by_child", [False, True])
+@pytest.mark.parametrize("kernel", ["unrolled", "reduce"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_fused_level_kernels_match_matmul_and_its_derivatives(kernel, by_child, k):
+    """Every fused level kernel (unrolled loop; sums of products), on either node order,
+    equals a batched matmul then the product, and so do its derivatives (its own rule)
+    in both modes, with respect to the inputs, the weights and the scales."""
+    from tnjax import _contract
+
+    n, b, m, r = 2 * k, 3, 5, 4
+    kx, kw, ks = jax.random.split(jax.random.key(4), 3)
+    x = jax.random.normal(kx, (n, b, m), jnp.float64)
+    w = jax.random.normal(kw, (n, m, r), jnp.float64)
+    scale = jnp.abs(jax.random.normal(ks, (n, b, 1), jnp.float64))
+    fused = functools.partial(_contract._fused_conv_pool, k=k, by_child=by_child, kernel=kernel)
 
     def plain(x, w, s):
-        return _contract._pool(jnp.einsum("nbm,nmr->nbr", x, w) * s, k)
+        return _contract._pool(jnp.einsum("nbm,nmr->nbr", x, w) * s, k, by_child)
 
-    np.testing.assert_allclose(fused(xs, lvl0, scale), plain(xs, lvl0, scale), rtol=1e-12)
+    np.testing.assert_allclose(fused(x, w, scale), plain(x, w, scale), rtol=1e-12)
     for argnums in (0, 1, 2):
         for jac in (jax.jacfwd, jax.jacrev):
             np.testing.assert_allclose(
-                jac(fused, argnums)(xs, lvl0, scale),
-                jac(plain, argnums)(xs, lvl0, scale),
+                jac(fused, argnums)(x, w, scale),
+                jac(plain, argnums)(x, w, scale),
                 rtol=1e-10,
                 atol=1e-12,
             )
+
+
+@pytest.mark.parametrize("reduce_fuses", [True, False])
+@pytest.mark.parametrize("tree", [Tree.binary(8), Tree.quad(4), Tree.mirror(4, 4)])
+def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
+    """Narrow networks run the unrolled loop on the natural node order. Wide ones (on
+    CPU) store the nodes child-major and run the sums-of-products kernel, or, where
+    the backend would not fuse it, batched matmuls on the natural order. All against
+    the oracle, with gradients by finite differences."""
+    from tnjax import _contract
+
+    monkeypatch.setattr(_contract, "_reduce_fuses", lambda dtype: reduce_fuses)
+    narrow = make_net(tree, shared=False, m=3, channels=(4,) * tree.depth)
+    wide = make_net(tree, shared=False, m=40, channels=(40,) * tree.depth)
+    kernels = {
+        name: {
+            _contract._kernel(w, k, by_child=True)
+            for w, k in zip(net.convs, tree.windows, strict=True)
+        }
+        for name, net in (("narrow", narrow), ("wide", wide))
+    }
+    cpu = jax.default_backend() == "cpu"
+    assert kernels["narrow"] == ({"unrolled"} if cpu else {"matmul"})
+    assert kernels["wide"] == ({"reduce"} if cpu and reduce_fuses else {"matmul"})
+    assert not _contract._child_major_levels(narrow)
+    assert _contract._child_major_levels(wide) == (cpu and reduce_fuses)
+    for net in (narrow, wide):
+        x = features(net.n_inputs, net.m, batch=3)
+        want = _oracle.scores(net, x)
+        for got in (contract(net, x), jax.jit(contract)(net, x)):
+            np.testing.assert_allclose(
+                np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
+            )
+        # float64 with a small step: the wide network's curvature makes eps=1e-4 truncate
+        scores = jax.jit(lambda n, x: contract(n, x).scores)
+        check_grads(scores, (net, x), order=1, modes=("rev",), eps=1e-6)
+
+
+def test_reduce_kernel_only_where_the_backend_fuses_it():
+    """The sums-of-products kernel is used only where XLA contracts it without forming
+    the products; the probe says so for this backend and dtype."""
+    from tnjax import _contract
+
+    fuses = _contract._reduce_fuses("float32")
+    assert isinstance(fuses, bool)
+    if jax.default_backend() != "cpu" or not fuses:
+        return
+    # where it fuses, a wide level compiles to a library fusion, not a loop that
+    # would form the (nodes, batch, r_in, r_out) products
+    x = jax.ShapeDtypeStruct((8, 32, 64), jnp.float32)
+    w = jax.ShapeDtypeStruct((8, 64, 64), jnp.float32)
+    s = jax.ShapeDtypeStruct((8, 32, 1), jnp.float32)
+    fn = functools.partial(_contract.conv_pool, k=2, by_child=True)
+    text = jax.jit(lambda x, w, s: fn(x, w, scale=s)).lower(x, w, s).compile().as_text()
+    entry = text[text.index("ENTRY") :]  # the buffers the program materialises
+    assert "__ynn_fusion" in entry and "f32[4,32,64,64]" not in entry
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -60,7 +60,8 @@ def _leaves(net: TreeTN, features: Array) -> Array:
 
 
 def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool = True) -> Scores:
-    """Class scores of a batch: one batched matmul and one pooling per tree level.
+    """Class scores of a batch: per tree level, one fused conv-and-pool operation over all
+    its nodes (see :func:`conv_pool`).
 
     Args:
         net: the network.
@@ -99,10 +100,19 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         inv = _leaves(net, inv)  # (nodes, batch, 1), leaf order, like x
         log_scale = jnp.sum(log_norm, axis=1)
     plan = _normalize_plan(windows) if scaled else (False,) * depth
+    by_child = _child_major_levels(net)  # nodes stored child-major (see _child_major)
+    if by_child:
+        # the inputs are reordered once (no derivative is taken through them in
+        # training), the weights at every level (a transposed copy, small next to x)
+        x = _child_major(x, windows)
+        inv = None if inv is None else _child_major(inv, windows)
     for lvl, k in enumerate(windows):
+        w = net.convs[lvl]
+        if by_child and w.ndim == 3:
+            w = _child_major(w, windows[lvl:])
         # the conv is linear: scaling its input is scaling its output, a multiply that
         # fuses into the pooling product
-        x = conv_pool(x, net.convs[lvl], k, scale=inv)
+        x = conv_pool(x, w, k, scale=inv, by_child=by_child)
         inv = None
         if plan[lvl]:
             inv, log_norm = _inv_norm(x)
@@ -118,55 +128,105 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
     return Scores(log_scale, root @ net.out)
 
 
-def conv_pool(x: Array, w: Array, k: int, *, scale: Array | None = None) -> Array:
+def conv_pool(
+    x: Array, w: Array, k: int, *, scale: Array | None = None, by_child: bool = False
+) -> Array:
     """One tree level: the 1x1 conv of every node, then the product over windows of ``k``.
 
     ``x`` is ``(nodes, batch, r_in)``; ``w`` is ``(nodes, r_in, r_out)`` (unshared) or
     ``(r_in, r_out)`` (shared); ``scale``, if given, ``(nodes, batch, 1)`` multiplies each
-    node's conv output. Returns ``(nodes / k, batch, r_out)``.
+    node's conv output. The nodes of a window are consecutive, or with ``by_child`` the
+    ``k`` blocks of ``nodes / k`` (child ``c`` of window ``j`` is node ``c * nodes / k + j``).
+    Returns ``(nodes / k, batch, r_out)``, one vector per window in window order.
     """
-    if w.ndim == 3 and _fuse(w.shape[1], k):
-        if scale is None:
-            scale = jnp.ones(x.shape[:2] + (1,), x.dtype)
-        return _fused_conv_pool(x, w, scale, k)
-    if w.ndim == 2:  # shared: one large 2D matmul, which XLA multi-threads
-        return _pool(_scaled(jnp.matmul(x, w), scale), k)
-    h = x.shape[0] // 2  # two half-levels, each a whole number of windows
-    parts = [slice(None, h), slice(h, None)] if _halve(x.shape[0], k) else [slice(None)]
-    out = [
-        _pool(_scaled(jnp.einsum("nbm,nmr->nbr", x[i], w[i]), None if scale is None else scale[i]), k)
-        for i in parts
-    ]  # fmt: skip
-    return out[0] if len(out) == 1 else jnp.concatenate(out)
+    kernel = _kernel(w, k, by_child=by_child)
+    if kernel == "matmul":  # shared weights: one large 2D matmul, which XLA multi-threads
+        v = jnp.matmul(x, w) if w.ndim == 2 else _matmul(x, w)
+        return _pool(_scaled(v, scale), k, by_child)
+    if scale is None:
+        scale = jnp.ones(x.shape[:2] + (1,), x.dtype)
+    return _fused_conv_pool(x, w, scale, k, by_child, kernel)
 
 
 def _scaled(v: Array, scale: Array | None) -> Array:
     return v if scale is None else v * scale
 
 
-def _halve(n: int, k: int) -> bool:
-    """Whether an unshared matmul level runs as two half-levels (two batched matmuls over
-    ``n / 2`` nodes each).
-
-    Measured with XLA on CPU (``benchmarks/README.md``, N=256, r=64): forward+backward
-    17 to 19% faster in five same-run comparisons, forward unchanged; two halves only
-    (quarters and eighths gained nothing). Elsewhere one batched op per level is kept.
+def _child_major_levels(net: TreeTN) -> bool:
+    """Whether the levels store their nodes child-major (see :func:`_child_major`), so
+    that wide levels run the ``"reduce"`` kernel (see :func:`_kernel`): on CPU, when some
+    level has unshared weights too wide for the unrolled loop. Elsewhere (GPU, TPU), and
+    for networks that are narrow throughout, the nodes stay in natural order.
     """
-    return n % (2 * k) == 0 and jax.default_backend() == "cpu"
+    return any(
+        w.ndim == 3 and _kernel(w, k, by_child=True) == "reduce"
+        for w, k in zip(net.convs, net.tree.windows, strict=True)
+    )
 
 
-def _fuse(r_in: int, k: int) -> bool:
-    """Whether a level is cheaper as one elementwise loop (conv unrolled over its few
-    input channels, times the window product) than as a batched matmul then a product.
+def _child_major(a: Array, windows: tuple[int, ...]) -> Array:
+    """Reorder the nodes of a level (leading axis) from natural to child-major order.
 
-    Measured with XLA on CPU (``benchmarks/README.md``): for few input channels a batched
-    matmul of ``(batch x r_in) @ (r_in x r_out)`` per node runs on one thread, far from
-    the machine's peak (K = r_in is too short), and writes its output only for the
-    pooling to read it back; the fused loop runs on every core and writes only the
-    pooled vectors, 1.3x (r_in = 32) to 4x (r_in = 2) faster. Past about 64 unrolled
-    terms per output the loop's code degrades and the matmul wins.
+    In natural order the ``k`` children of a window are consecutive. Child-major order
+    puts child position first, recursively: the children of the window in position
+    ``j`` lie at ``j, j + n/k, ..., j + (k - 1) n/k``, and the windows themselves are in
+    child-major order of the level above, so a level's output (one vector per window,
+    in window order) is again child-major. It is the mixed-radix digit reversal of the
+    node index (radices ``windows``, this level's first): a reshape and a transpose.
     """
-    return r_in <= 32 and r_in * k <= 64 and jax.default_backend() == "cpu"
+    if len(windows) <= 1:
+        return a
+    d = len(windows)
+    rest = a.shape[1:]
+    a = a.reshape(tuple(reversed(windows)) + rest)
+    axes = tuple(reversed(range(d))) + tuple(range(d, d + len(rest)))
+    return jnp.transpose(a, axes).reshape((-1,) + rest)
+
+
+def _kernel(w: Array, k: int, *, by_child: bool) -> str:
+    """How a level with weights ``w`` runs (shared weights: one 2D matmul, then the
+    product); with unshared weights ``(nodes, r_in, r_out)``:
+
+    * ``"unrolled"``: one elementwise loop, the conv unrolled over its few input
+      channels, times the window product (CPU, ``r_in <= 32`` and ``r_in * k <= 64``).
+      For few input channels a batched matmul of ``(batch x r_in) @ (r_in x r_out)``
+      per node is far from the machine's peak (K = r_in is too short) and writes its
+      output only for the pooling to read it back; the fused loop runs on every core
+      and writes only the pooled vectors, 1.3x (r_in = 32) to 4x (r_in = 2) faster.
+      Past about 64 unrolled terms per output the loop's code degrades.
+    * ``"reduce"``: on child-major nodes (CPU, windows of at most 8), the conv of each
+      child block written as a sum of products, times the window product: XLA's CPU
+      backend fuses the ``k`` contractions and the product into one operation and runs
+      them on all cores (1.5x a batched matmul then the product, N=256, r=64).
+    * ``"matmul"``: one batched matmul, then the product.
+
+    Measured with XLA on CPU; figures in ``benchmarks/README.md``.
+    """
+    if w.ndim == 2 or jax.default_backend() != "cpu":
+        return "matmul"
+    r_in = w.shape[1]
+    if r_in <= 32 and r_in * k <= 64:
+        return "unrolled"
+    return "reduce" if by_child and k <= 8 and _reduce_fuses(jnp.dtype(w.dtype).name) else "matmul"
+
+
+@functools.cache
+def _reduce_fuses(dtype: str) -> bool:
+    """Whether XLA contracts the reduce kernel's sum of broadcast products without forming
+    them (a YNNPACK library fusion, the default of XLA's CPU backend in jaxlib 0.10).
+
+    Checked once per dtype by compiling a small probe: where the fusion is off (an
+    older or newer jaxlib, or ``--xla_cpu_experimental_ynn_fusion_type=``), XLA would
+    run the sum as a plain reduction loop, tens of times slower than a matmul.
+    """
+    x = jax.ShapeDtypeStruct((2, 32, 64), dtype)
+    w = jax.ShapeDtypeStruct((2, 64, 64), dtype)
+    try:
+        hlo = jax.jit(lambda x, w: _reduced_conv(x[:1], w[:1]) * _reduced_conv(x[1:], w[1:]))
+        text = hlo.lower(x, w).compile().as_text()
+    except Exception:  # noqa: BLE001 (any failure: fall back to matmuls)
+        return False
+    return "__ynn_fusion" in text[text.find("ENTRY") :]
 
 
 def _unrolled_conv(x: Array, w: Array) -> Array:
@@ -181,60 +241,99 @@ def _unrolled_conv(x: Array, w: Array) -> Array:
     return acc[0]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _fused_conv_pool(x: Array, w: Array, scale: Array, k: int) -> Array:
-    return _pool(_unrolled_conv(x, w) * scale, k)
+def _reduced_conv(x: Array, w: Array) -> Array:
+    """``einsum("nbm,nmr->nbr")`` as a sum over ``m`` of a broadcast product, which XLA's
+    CPU backend (YNNPACK fusions) contracts without forming the product; only ever
+    called under ``jax.jit`` (see :func:`_fused_conv_pool`)."""
+    return jnp.sum(x[:, :, :, None] * w[:, None, :, :], axis=2)
 
 
-def _fused_conv_pool_jvp(k, primals, tangents):
-    # The unrolled sum's own derivative would transpose into m reductions over the
-    # batch. This rule states the tangent with batched matmuls, so that its transpose
-    # (the backward pass) is two batched matmuls per level, like a plain einsum's.
-    x, w, scale = primals
-    dx, dw, dscale = tangents
-    u = _unrolled_conv(x, w)
-    v = u * scale
-    terms = []  # tangents arrive as symbolic zeros where nothing depends on the input
-    if not isinstance(dx, SymbolicZero):
-        terms.append(jnp.einsum("nbm,nmr->nbr", dx, w) * scale)
-    if not isinstance(dw, SymbolicZero):
-        terms.append(jnp.einsum("nbm,nmr->nbr", x, dw) * scale)
-    if not isinstance(dscale, SymbolicZero):
-        terms.append(u * dscale)
-    dv = functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(v)
-    n, b, r = v.shape
-    parts = v.reshape(n // k, k, b, r)
-    dparts = dv.reshape(n // k, k, b, r)
+def _split(a: Array, k: int, by_child: bool) -> list[Array]:
+    """The nodes (leading axis) of each of the ``k`` child positions: contiguous blocks
+    on child-major nodes, else every ``k``-th node."""
+    n = a.shape[0]
+    if by_child:
+        a = a.reshape(k, n // k, *a.shape[1:])
+        return [a[c] for c in range(k)]
+    a = a.reshape(n // k, k, *a.shape[1:])
+    return [a[:, c] for c in range(k)]
+
+
+def _matmul(x: Array, w: Array) -> Array:
+    return jnp.einsum("nbm,nmr->nbr", x, w)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))  # never the broadcast product eagerly
+def _fused_conv_pool(x: Array, w: Array, scale: Array, k: int, by_child: bool, kernel: str):
+    conv = _unrolled_conv if kernel == "unrolled" else _reduced_conv
+    if by_child:  # one contraction per contiguous block, which XLA runs side by side
+        blocks = zip(*(_split(a, k, by_child) for a in (x, w, scale)), strict=True)
+        parts = [conv(x, w) * s for x, w, s in blocks]
+    else:
+        parts = _split(conv(x, w) * scale, k, by_child)
+    return functools.reduce(jnp.multiply, parts)
+
+
+def _fused_conv_pool_jvp(k, by_child, kernel, primals, tangents):
+    # The fused sums' own derivative would transpose into reductions over the batch.
+    # This rule states the tangent with batched matmuls, so that its transpose (the
+    # backward pass) is two batched matmuls per level (per child block on child-major
+    # nodes), like a plain einsum's.
+    # the reduce kernel's gain (its k contractions fused with their product) is lost
+    # here, where every child's vector is needed on its own: a batched matmul instead
+    conv = _unrolled_conv if kernel == "unrolled" else _matmul
+    # tangents arrive as symbolic zeros where nothing depends on the input
+    tangents = [None if isinstance(t, SymbolicZero) else t for t in tangents]
+
+    def scaled_conv_jvp(x, w, scale, dx, dw, dscale):
+        u = conv(x, w)
+        terms = [_matmul(dx, w) * scale] if dx is not None else []
+        terms += [_matmul(x, dw) * scale] if dw is not None else []
+        terms += [u * dscale] if dscale is not None else []
+        v = u * scale
+        return v, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(v)
+
+    if by_child:  # one operation per contiguous block
+        split = [[None] * k if a is None else _split(a, k, by_child) for a in (*primals, *tangents)]
+        parts, dparts = zip(
+            *(scaled_conv_jvp(*args) for args in zip(*split, strict=True)), strict=True
+        )
+    else:
+        v, dv = scaled_conv_jvp(*primals, *tangents)
+        parts, dparts = _split(v, k, by_child), _split(dv, k, by_child)
     # product rule; d prod / d v_c = the product of the others, as prefix and suffix
     # products (no division)
     prefix = [None] * k
     for c in range(1, k):
-        prefix[c] = parts[:, 0] if c == 1 else prefix[c - 1] * parts[:, c - 1]
-    out = prefix[k - 1] * parts[:, k - 1] if k > 1 else parts[:, 0]
+        prefix[c] = parts[0] if c == 1 else prefix[c - 1] * parts[c - 1]
+    out = prefix[k - 1] * parts[k - 1] if k > 1 else parts[0]
     tangent, suffix = None, None
     for c in range(k - 1, -1, -1):
         others = (
             prefix[c] if suffix is None else suffix if prefix[c] is None else prefix[c] * suffix
         )
-        term = dparts[:, c] if others is None else dparts[:, c] * others
+        term = dparts[c] if others is None else dparts[c] * others
         tangent = term if tangent is None else tangent + term
-        suffix = parts[:, c] if suffix is None else suffix * parts[:, c]
+        suffix = parts[c] if suffix is None else suffix * parts[c]
     return out, tangent
 
 
 _fused_conv_pool.defjvp(_fused_conv_pool_jvp, symbolic_zeros=True)
 
 
-def _pool(v: Array, k: int) -> Array:
-    """Product over consecutive windows of ``k`` nodes: (n, b, r) -> (n / k, b, r)."""
+def _pool(v: Array, k: int, by_child: bool = False) -> Array:
+    """Product over windows of ``k`` nodes: (n, b, r) -> (n / k, b, r); a window's nodes
+    are consecutive, or with ``by_child`` ``n / k`` apart."""
     n, b, r = v.shape
-    v = v.reshape(n // k, k, b, r)
+    v = v.reshape(k, n // k, b, r) if by_child else v.reshape(n // k, k, b, r)
+    axis = 0 if by_child else 1
     if k > 8:  # wide windows (shallow / CP networks): one reduction
-        return jnp.prod(v, axis=1)
+        return jnp.prod(v, axis=axis)
     # a chain of multiplies: vectorises better than a reduction over the window axis,
     # and its gradient is a concatenation rather than a generic product rule
-    parts = jax.lax.split(v, (1,) * k, axis=1)
-    return functools.reduce(jnp.multiply, parts)[:, 0]
+    parts = jax.lax.split(v, (1,) * k, axis=axis)
+    return jnp.squeeze(functools.reduce(jnp.multiply, parts), axis)
 
 
 def _normalize_plan(windows: tuple[int, ...]) -> tuple[bool, ...]:
