@@ -119,11 +119,12 @@ def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
     from tnjax import _contract
 
     monkeypatch.setattr(_contract, "_reduce_fuses", lambda dtype: reduce_fuses)
+    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
     narrow = make_net(tree, shared=False, m=3, channels=(4,) * tree.depth)
     wide = make_net(tree, shared=False, m=40, channels=(40,) * tree.depth)
     kernels = {
         name: {
-            _contract._kernel(w, k, by_child=True)
+            _contract._kernel(w, k, by_child=True, batch=3)
             for w, k in zip(net.convs, tree.windows, strict=True)
         }
         for name, net in (("narrow", narrow), ("wide", wide))
@@ -131,8 +132,8 @@ def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
     cpu = jax.default_backend() == "cpu"
     assert kernels["narrow"] == ({"unrolled"} if cpu else {"matmul"})
     assert kernels["wide"] == ({"reduce"} if cpu and reduce_fuses else {"matmul"})
-    assert not _contract._child_major_levels(narrow)
-    assert _contract._child_major_levels(wide) == (cpu and reduce_fuses)
+    assert not _contract._child_major_levels(narrow, 3)
+    assert _contract._child_major_levels(wide, 3) == (cpu and reduce_fuses)
     for net in (narrow, wide):
         x = features(net.n_inputs, net.m, batch=3)
         want = _oracle.scores(net, x)
@@ -145,24 +146,30 @@ def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
         check_grads(scores, (net, x), order=1, modes=("rev",), eps=1e-6)
 
 
-def test_reduce_kernel_only_where_the_backend_fuses_it():
+def test_reduce_kernel_only_where_the_backend_fuses_it_and_levels_are_large():
     """The sums-of-products kernel is used only where XLA contracts it without forming
-    the products; the probe says so for this backend and dtype."""
+    the products (the probe says so for this backend and dtype), and only for levels
+    large enough to gain from it."""
     from tnjax import _contract
 
     fuses = _contract._reduce_fuses("float32")
     assert isinstance(fuses, bool)
     if jax.default_backend() != "cpu" or not fuses:
         return
+    w = jnp.zeros((128, 64, 64), jnp.float32)  # level 1 of the N=256 benchmark
+    assert _contract._kernel(w, 2, by_child=True, batch=256) == "reduce"
+    assert _contract._kernel(w, 2, by_child=False, batch=256) == "matmul"
+    assert _contract._kernel(w[:16], 2, by_child=True, batch=256) == "matmul"
     # where it fuses, a wide level compiles to a library fusion, not a loop that
     # would form the (nodes, batch, r_in, r_out) products
-    x = jax.ShapeDtypeStruct((8, 32, 64), jnp.float32)
-    w = jax.ShapeDtypeStruct((8, 64, 64), jnp.float32)
-    s = jax.ShapeDtypeStruct((8, 32, 1), jnp.float32)
+    # (compiled, not run) level 2 of the N=256 benchmark
+    x = jax.ShapeDtypeStruct((64, 256, 64), jnp.float32)
+    w = jax.ShapeDtypeStruct((64, 64, 64), jnp.float32)
+    s = jax.ShapeDtypeStruct((64, 256, 1), jnp.float32)
     fn = functools.partial(_contract.conv_pool, k=2, by_child=True)
     text = jax.jit(lambda x, w, s: fn(x, w, scale=s)).lower(x, w, s).compile().as_text()
     entry = text[text.index("ENTRY") :]  # the buffers the program materialises
-    assert "__ynn_fusion" in entry and "f32[4,32,64,64]" not in entry
+    assert "__ynn_fusion" in entry and "reduce" in text and "f32[32,256,64,64]" not in entry
 
 
 @pytest.mark.parametrize("shared", [False, True])

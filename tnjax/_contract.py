@@ -100,7 +100,7 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         inv = _leaves(net, inv)  # (nodes, batch, 1), leaf order, like x
         log_scale = jnp.sum(log_norm, axis=1)
     plan = _normalize_plan(windows) if scaled else (False,) * depth
-    by_child = _child_major_levels(net)  # nodes stored child-major (see _child_major)
+    by_child = _child_major_levels(net, x.shape[1])  # nodes child-major (_child_major)
     if by_child:
         # the inputs are reordered once (no derivative is taken through them in
         # training), the weights at every level (a transposed copy, small next to x)
@@ -139,7 +139,7 @@ def conv_pool(
     ``k`` blocks of ``nodes / k`` (child ``c`` of window ``j`` is node ``c * nodes / k + j``).
     Returns ``(nodes / k, batch, r_out)``, one vector per window in window order.
     """
-    kernel = _kernel(w, k, by_child=by_child)
+    kernel = _kernel(w, k, by_child=by_child, batch=x.shape[1])
     if kernel == "matmul":  # shared weights: one large 2D matmul, which XLA multi-threads
         v = jnp.matmul(x, w) if w.ndim == 2 else _matmul(x, w)
         return _pool(_scaled(v, scale), k, by_child)
@@ -152,14 +152,14 @@ def _scaled(v: Array, scale: Array | None) -> Array:
     return v if scale is None else v * scale
 
 
-def _child_major_levels(net: TreeTN) -> bool:
+def _child_major_levels(net: TreeTN, batch: int) -> bool:
     """Whether the levels store their nodes child-major (see :func:`_child_major`), so
     that wide levels run the ``"reduce"`` kernel (see :func:`_kernel`): on CPU, when some
     level has unshared weights too wide for the unrolled loop. Elsewhere (GPU, TPU), and
     for networks that are narrow throughout, the nodes stay in natural order.
     """
     return any(
-        w.ndim == 3 and _kernel(w, k, by_child=True) == "reduce"
+        w.ndim == 3 and _kernel(w, k, by_child=True, batch=batch) == "reduce"
         for w, k in zip(net.convs, net.tree.windows, strict=True)
     )
 
@@ -183,7 +183,7 @@ def _child_major(a: Array, windows: tuple[int, ...]) -> Array:
     return jnp.transpose(a, axes).reshape((-1,) + rest)
 
 
-def _kernel(w: Array, k: int, *, by_child: bool) -> str:
+def _kernel(w: Array, k: int, *, by_child: bool, batch: int) -> str:
     """How a level with weights ``w`` runs (shared weights: one 2D matmul, then the
     product); with unshared weights ``(nodes, r_in, r_out)``:
 
@@ -194,10 +194,11 @@ def _kernel(w: Array, k: int, *, by_child: bool) -> str:
       output only for the pooling to read it back; the fused loop runs on every core
       and writes only the pooled vectors, 1.3x (r_in = 32) to 4x (r_in = 2) faster.
       Past about 64 unrolled terms per output the loop's code degrades.
-    * ``"reduce"``: on child-major nodes (CPU, windows of at most 8), the conv of each
-      child block written as a sum of products, times the window product: XLA's CPU
-      backend fuses the ``k`` contractions and the product into one operation and runs
-      them on all cores (1.5x a batched matmul then the product, N=256, r=64).
+    * ``"reduce"``: on child-major nodes (CPU, windows of at most 8, levels of at least
+      50 MFLOP), the conv of each child block written as a sum of products, times the
+      window product: XLA's CPU backend fuses the ``k`` contractions and the product
+      into one operation and runs them on all cores (1.5x a batched matmul then the
+      product, N=256, r=64).
     * ``"matmul"``: one batched matmul, then the product.
 
     Measured with XLA on CPU; figures in ``benchmarks/README.md``.
@@ -207,7 +208,15 @@ def _kernel(w: Array, k: int, *, by_child: bool) -> str:
     r_in = w.shape[1]
     if r_in <= 32 and r_in * k <= 64:
         return "unrolled"
-    return "reduce" if by_child and k <= 8 and _reduce_fuses(jnp.dtype(w.dtype).name) else "matmul"
+    if by_child and k <= 8 and 2 * w.size * batch >= _REDUCE_MIN_FLOPS:
+        return "reduce" if _reduce_fuses(jnp.dtype(w.dtype).name) else "matmul"
+    return "matmul"
+
+
+# Below this, a level's matmuls are too small to gain from a second core, and each
+# sums-of-products fusion costs about 70 ms of compile time (N=256: levels of 128, 64
+# and 32 nodes of (256 x 64) @ (64 x 64) use it; the 16-node level ran 20% slower).
+_REDUCE_MIN_FLOPS = 5e7
 
 
 @functools.cache
