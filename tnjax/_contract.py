@@ -288,9 +288,9 @@ def _fused_conv_pool_jvp(k, by_child, kernel, primals, tangents):
     # The fused sums' own derivative would transpose into reductions over the batch.
     # This rule states the tangent with batched matmuls, so that its transpose (the
     # backward pass) is two batched matmuls per level (per child block on child-major
-    # nodes), like a plain einsum's.
-    # the reduce kernel's gain (its k contractions fused with their product) is lost
-    # here, where every child's vector is needed on its own: a batched matmul instead
+    # nodes), like a plain einsum's. The reduce kernel's gain (its k contractions fused
+    # with their product) is lost here, where every child's vector is needed on its
+    # own, so its primal is a batched matmul too.
     conv = _unrolled_conv if kernel == "unrolled" else _matmul
     # tangents arrive as symbolic zeros where nothing depends on the input
     tangents = [None if isinstance(t, SymbolicZero) else t for t in tangents]
@@ -334,15 +334,13 @@ _fused_conv_pool.defjvp(_fused_conv_pool_jvp, symbolic_zeros=True)
 def _pool(v: Array, k: int, by_child: bool = False) -> Array:
     """Product over windows of ``k`` nodes: (n, b, r) -> (n / k, b, r); a window's nodes
     are consecutive, or with ``by_child`` ``n / k`` apart."""
-    n, b, r = v.shape
-    v = v.reshape(k, n // k, b, r) if by_child else v.reshape(n // k, k, b, r)
-    axis = 0 if by_child else 1
     if k > 8:  # wide windows (shallow / CP networks): one reduction
-        return jnp.prod(v, axis=axis)
+        n, b, r = v.shape
+        v = v.reshape(k, n // k, b, r) if by_child else v.reshape(n // k, k, b, r)
+        return jnp.prod(v, axis=0 if by_child else 1)
     # a chain of multiplies: vectorises better than a reduction over the window axis,
     # and its gradient is a concatenation rather than a generic product rule
-    parts = jax.lax.split(v, (1,) * k, axis=axis)
-    return jnp.squeeze(functools.reduce(jnp.multiply, parts), axis)
+    return functools.reduce(jnp.multiply, _split(v, k, by_child))
 
 
 def _normalize_plan(windows: tuple[int, ...]) -> tuple[bool, ...]:
