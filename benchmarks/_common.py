@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -72,11 +73,17 @@ def time_interleaved(
     rounds: int = 10,
     round_s: float = 0.05,
     min_time: float = 0.0,
+    settle_s: float = 0.0,
 ) -> dict[str, dict]:
     """Steady-state medians of several warm (already compiled) callables, timed in
     interleaved rounds: each round calls every function in turn, about ``round_s`` seconds
-    of calls each. A change in the machine's load then affects all of them alike, so
-    their ratios stay meaningful on a shared machine.
+    of calls each, in a new (seeded) random order. A change in the machine's load then
+    affects all of them alike, and so does whatever one leaves behind for the next (busy
+    BLAS threads, cold caches), so their ratios stay meaningful on a shared machine.
+    ``settle_s`` seconds of sleep before each block let another library's worker threads
+    go idle (OpenBLAS spins for about 0.1 s after a call, taking a core from whatever
+    runs next); one untimed call then wakes this function's own threads, so that every
+    block times a warm loop in a quiet process, as a user's loop would be.
 
     Returns ``{name: {"median_s", "min_s", "repeats", "cpu_median_s"}}``; ``cpu_median_s``
     is the median process CPU time of a call (all threads): the work done, which other
@@ -90,8 +97,15 @@ def time_interleaved(
     times: dict[str, list[float]] = {name: [] for name in fns}
     cpu: dict[str, list[float]] = {name: [] for name in fns}
     start, done = time.perf_counter(), 0
+    order = list(fns)
+    rng = random.Random(0)
     while done < rounds or time.perf_counter() - start < min_time:
-        for name, fn in fns.items():
+        rng.shuffle(order)
+        for name in order:
+            fn = fns[name]
+            if settle_s:
+                time.sleep(settle_s)
+                block(fn())  # untimed: the first call after the pause wakes the threads
             for _ in range(per_round[name]):
                 c0, t0 = time.process_time(), time.perf_counter()
                 block(fn())

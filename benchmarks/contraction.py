@@ -35,7 +35,9 @@ compared with tnjax's too.
 Compile time (``lower().compile()``, which includes tracing and, for ``jnp.einsum``, the
 path search) and path search (``setup_s``) are reported apart from the steady state. The
 steady-state medians of all peers are taken in interleaved rounds
-(``_common.time_interleaved``), so that load from other processes affects all alike.
+(``_common.time_interleaved``: a random order each round, and a pause of 0.15 s before
+each block so that the numpy peers' BLAS threads are idle), so that load from other
+processes, and what one method leaves behind for the next, affect all alike.
 
 Run ``python benchmarks/contraction.py`` (full, 4 to 8 minutes on a shared 2-core CPU) or
 ``--quick`` (seconds, for tests). Writes ``results/contraction.json`` and
@@ -355,7 +357,11 @@ def run(args) -> dict:
     quick = args.quick
     sizes = QUICK_SIZES if quick else FULL_SIZES
     m, batch, n_classes = (4, 8, 10) if quick else (16, 256, 10)
-    timing = {"rounds": 3, "round_s": 0.01} if quick else {"rounds": 15, "round_s": 0.05}
+    timing = (
+        {"rounds": 3, "round_s": 0.01}
+        if quick
+        else {"rounds": 15, "round_s": 0.05, "settle_s": 0.15}
+    )
     tn_chunk, tn_budget = (batch, 0.0) if quick else (64, 20.0)
     peak_n = 256 if quick else 2048
     peak_alone = _common.matmul_peak_gflops(n=peak_n)
