@@ -109,6 +109,10 @@ def test_bench_quick_runs_the_training_benchmark(tmp_path, capsys):
     # the first seed's run is saved in full, the others only in the aggregate
     assert (tmp_path / "training_digits_seed0.json").is_file()
     assert not (tmp_path / "training_digits_seed1.json").exists()
+    if os.path.isdir(os.environ["TNJAX_MNIST_DIR"]):  # MNIST: the same aggregate, one seed
+        mnist = json.loads((tmp_path / "training_mnist.json").read_text())
+        assert mnist["seeds"] == [0] and mnist["seeds_at_or_above_0.99"] in (0, 1)
+        assert (tmp_path / "training_mnist_seed0.json").is_file()
     thr = json.loads((tmp_path / "training_throughput.json").read_text())
     assert set(thr["rows"]) == {"convac", "cnn"}
     assert (tmp_path / "training_throughput.png").is_file()
