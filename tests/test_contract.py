@@ -146,6 +146,25 @@ def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
         check_grads(scores, (net, x), order=1, modes=("rev",), eps=1e-6)
 
 
+def test_child_major_network_with_a_wide_window_level_matches_oracle(monkeypatch):
+    """A level of 16-input windows (one reduction over the window, for the vectors and
+    for the per-node log-scales) inside a child-major network, scaled and unscaled."""
+    from tnjax import _contract
+
+    monkeypatch.setattr(_contract, "_reduce_fuses", lambda dtype: True)
+    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)
+    tree = Tree.from_windows(32, (16, 2))
+    net = make_net(tree, shared=False, m=40, channels=(40, 40))
+    assert _contract._child_major_levels(net, 3) == (jax.default_backend() == "cpu")
+    x = features(net.n_inputs, net.m, batch=3)
+    want = _oracle.scores(net, x)
+    for scaled in (True, False):
+        got = jax.jit(contract, static_argnames="scaled")(net, x, scaled=scaled)
+        np.testing.assert_allclose(
+            np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
+        )
+
+
 def test_reduce_kernel_only_where_the_backend_fuses_it_and_levels_are_large():
     """The sums-of-products kernel is used only where XLA contracts it without forming
     the products (the probe says so for this backend and dtype), and only for levels

@@ -89,8 +89,12 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
     x = _leaves(net, features)  # (nodes, batch, channels) in leaf order
     windows = net.tree.windows
     depth = len(windows)
-    log_scale = jnp.zeros(x.shape[1], dtype=x.dtype)
     inv = None  # pending scale of each node's conv output, (nodes, batch, 1)
+    # per node, the log of the scales taken out of its subtree, (nodes, batch): pooled
+    # with the vectors, so the root's entry is the log-scale (elementwise work that
+    # fuses into the normalisations, where a sum over the nodes per level is one more
+    # operation each: N=64 forward 1.14x faster)
+    logs = None
     if scaled:
         # every input vector scaled to max |x| = 1 (a max, not a norm: no squares, so
         # any finite input is in range), computed on the features as given (no
@@ -98,14 +102,15 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         # below (the first normalised level absorbs any change of these scales)
         inv, log_norm = jax.lax.stop_gradient(_inv_max(features.astype(x.dtype)))
         inv = _leaves(net, inv)  # (nodes, batch, 1), leaf order, like x
-        log_scale = jnp.sum(log_norm, axis=1)
+        logs = _leaves(net, log_norm[..., None])[..., 0]
     plan = _normalize_plan(windows) if scaled else (False,) * depth
     by_child = _child_major_levels(net, x.shape[1])  # nodes child-major (_child_major)
     if by_child:
         # the inputs are reordered once (no derivative is taken through them in
         # training), the weights at every level (a transposed copy, small next to x)
         x = _child_major(x, windows)
-        inv = None if inv is None else _child_major(inv, windows)
+        if inv is not None:
+            inv, logs = _child_major(inv, windows), _child_major(logs, windows)
     for lvl, k in enumerate(windows):
         w = net.convs[lvl]
         if by_child and w.ndim == 3:
@@ -114,7 +119,9 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         # fuses into the pooling product
         x = conv_pool(x, w, k, scale=inv, by_child=by_child)
         inv = None
-        if plan[lvl]:
+        if logs is not None:  # a window's scales are its children's, multiplied
+            logs = _pool(logs, k, by_child, op=jnp.add)
+        if plan[lvl]:  # (only when scaled)
             inv, log_norm = _inv_norm(x)
             if lvl < depth - 1:
                 # Exact, and cheaper: the scores are homogeneous of degree 0 and the
@@ -123,8 +130,9 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
                 # its log-norm's. Holding both constant leaves the Jacobian of
                 # (log_scale, scores) unchanged and the backward pass multilinear.
                 inv, log_norm = jax.lax.stop_gradient((inv, log_norm))
-            log_scale = log_scale + jnp.sum(log_norm, axis=0)
+            logs = logs + log_norm
     root = x[0] if inv is None else x[0] * inv[0]
+    log_scale = jnp.zeros(x.shape[1], x.dtype) if logs is None else logs[0]
     return Scores(log_scale, root @ net.out)
 
 
@@ -340,16 +348,16 @@ def _fused_conv_pool_jvp(k, by_child, kernel, primals, tangents):
 _fused_conv_pool.defjvp(_fused_conv_pool_jvp, symbolic_zeros=True)
 
 
-def _pool(v: Array, k: int, by_child: bool = False) -> Array:
-    """Product over windows of ``k`` nodes: (n, b, r) -> (n / k, b, r); a window's nodes
-    are consecutive, or with ``by_child`` ``n / k`` apart."""
+def _pool(v: Array, k: int, by_child: bool = False, *, op=jnp.multiply) -> Array:
+    """Product (or with ``op=jnp.add`` sum) over windows of ``k`` nodes: (n, ...) ->
+    (n / k, ...); a window's nodes are consecutive, or with ``by_child`` ``n / k`` apart."""
     if k > 8:  # wide windows (shallow / CP networks): one reduction
-        n, b, r = v.shape
-        v = v.reshape(k, n // k, b, r) if by_child else v.reshape(n // k, k, b, r)
-        return jnp.prod(v, axis=0 if by_child else 1)
+        n, *rest = v.shape
+        v = v.reshape(k, n // k, *rest) if by_child else v.reshape(n // k, k, *rest)
+        return (jnp.prod if op is jnp.multiply else jnp.sum)(v, axis=0 if by_child else 1)
     # a chain of multiplies: vectorises better than a reduction over the window axis,
     # and its gradient is a concatenation rather than a generic product rule
-    return functools.reduce(jnp.multiply, _split(v, k, by_child))
+    return functools.reduce(op, _split(v, k, by_child))
 
 
 def _normalize_plan(windows: tuple[int, ...]) -> tuple[bool, ...]:
