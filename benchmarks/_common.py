@@ -74,6 +74,7 @@ def time_interleaved(
     round_s: float = 0.05,
     min_time: float = 0.0,
     settle_s: float = 0.0,
+    rewarm_s: float = 0.1,
 ) -> dict[str, dict]:
     """Steady-state medians of several warm (already compiled) callables, timed in
     interleaved rounds: each round calls every function in turn, about ``round_s`` seconds
@@ -82,8 +83,12 @@ def time_interleaved(
     BLAS threads, cold caches), so their ratios stay meaningful on a shared machine.
     ``settle_s`` seconds of sleep before each block let another library's worker threads
     go idle (OpenBLAS spins for about 0.1 s after a call, taking a core from whatever
-    runs next); one untimed call then wakes this function's own threads, so that every
-    block times a warm loop in a quiet process, as a user's loop would be.
+    runs next); untimed calls for ``rewarm_s`` seconds then bring this function's own
+    threads back to speed, so that every block times a warm loop in a quiet process, as
+    a user's loop would be. One untimed call was not enough on a 2-core VM: after a
+    0.15 s pause a 1 ms forward ran 10 to 40% slower for the next 50 calls (the
+    multi-threaded ones more), and 0.1 s of calls brought all back to within 4% of the
+    unpaused times.
 
     Returns ``{name: {"median_s", "min_s", "repeats", "cpu_median_s"}}``; ``cpu_median_s``
     is the median process CPU time of a call (all threads): the work done, which other
@@ -105,7 +110,12 @@ def time_interleaved(
             fn = fns[name]
             if settle_s:
                 time.sleep(settle_s)
-                block(fn())  # untimed: the first call after the pause wakes the threads
+                # untimed calls after the pause (see the docstring)
+                t0 = time.perf_counter()
+                while True:
+                    block(fn())
+                    if time.perf_counter() - t0 >= rewarm_s:
+                        break
             for _ in range(per_round[name]):
                 c0, t0 = time.process_time(), time.perf_counter()
                 block(fn())

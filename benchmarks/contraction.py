@@ -36,7 +36,8 @@ Compile time (``lower().compile()``, which includes tracing and, for ``jnp.einsu
 path search) and path search (``setup_s``) are reported apart from the steady state. The
 steady-state medians of all peers are taken in interleaved rounds
 (``_common.time_interleaved``: a random order each round, and a pause of 0.15 s before
-each block so that the numpy peers' BLAS threads are idle), so that load from other
+each block so that the numpy peers' BLAS threads are idle, then 0.1 s of untimed calls
+to bring the method's own threads back to speed), so that load from other
 processes, and what one method leaves behind for the next, affect all alike.
 
 Run ``python benchmarks/contraction.py`` (full, 4 to 8 minutes on a shared 2-core CPU) or
