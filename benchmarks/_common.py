@@ -87,7 +87,7 @@ def time_interleaved(
     threads back to speed, so that every block times a warm loop in a quiet process, as
     a user's loop would be. One untimed call was not enough on a 2-core VM: after a
     0.15 s pause a 1 ms forward ran 10 to 40% slower for the next 50 calls (the
-    multi-threaded ones more), and 0.1 s of calls brought all back to within 4% of the
+    multi-threaded ones more), and 0.1 s of calls brought all back to within 6% of the
     unpaused times.
 
     Returns ``{name: {"median_s", "min_s", "repeats", "cpu_median_s"}}``; ``cpu_median_s``
