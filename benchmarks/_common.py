@@ -112,10 +112,9 @@ def time_interleaved(
                 time.sleep(settle_s)
                 # untimed calls after the pause (see the docstring)
                 t0 = time.perf_counter()
-                while True:
+                block(fn())
+                while time.perf_counter() - t0 < rewarm_s:
                     block(fn())
-                    if time.perf_counter() - t0 >= rewarm_s:
-                        break
             for _ in range(per_round[name]):
                 c0, t0 = time.process_time(), time.perf_counter()
                 block(fn())

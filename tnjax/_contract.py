@@ -109,7 +109,7 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         # the inputs are reordered once (no derivative is taken through them in
         # training), the weights at every level (a transposed copy, small next to x)
         x = _child_major(x, windows)
-        if inv is not None:
+        if scaled:
             inv, logs = _child_major(inv, windows), _child_major(logs, windows)
     for lvl, k in enumerate(windows):
         w = net.convs[lvl]
@@ -119,9 +119,9 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         # fuses into the pooling product
         x = conv_pool(x, w, k, scale=inv, by_child=by_child)
         inv = None
-        if logs is not None:  # a window's scales are its children's, multiplied
+        if scaled:  # a window's scales are its children's, multiplied
             logs = _pool(logs, k, by_child, op=jnp.add)
-        if plan[lvl]:  # (only when scaled)
+        if plan[lvl]:  # (never when not scaled)
             inv, log_norm = _inv_norm(x)
             if lvl < depth - 1:
                 # Exact, and cheaper: the scores are homogeneous of degree 0 and the
@@ -132,7 +132,7 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
                 inv, log_norm = jax.lax.stop_gradient((inv, log_norm))
             logs = logs + log_norm
     root = x[0] if inv is None else x[0] * inv[0]
-    log_scale = jnp.zeros(x.shape[1], x.dtype) if logs is None else logs[0]
+    log_scale = logs[0] if scaled else jnp.zeros(x.shape[1], x.dtype)
     return Scores(log_scale, root @ net.out)
 
 
@@ -355,7 +355,7 @@ def _pool(v: Array, k: int, by_child: bool = False, *, op=jnp.multiply) -> Array
         n, *rest = v.shape
         v = v.reshape(k, n // k, *rest) if by_child else v.reshape(n // k, k, *rest)
         return (jnp.prod if op is jnp.multiply else jnp.sum)(v, axis=0 if by_child else 1)
-    # a chain of multiplies: vectorises better than a reduction over the window axis,
+    # a chain of multiplies (or adds): vectorises better than a reduction over the window axis,
     # and its gradient is a concatenation rather than a generic product rule
     return functools.reduce(op, _split(v, k, by_child))
 
