@@ -149,10 +149,23 @@ def machine_info() -> dict:
         "n_devices": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
         "python": sys.version.split()[0],
         "jax": jax.__version__,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; ``None`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def write_json(name: str, payload: dict, *, out_dir: str | None = None) -> str:
@@ -168,6 +181,31 @@ def plot_path(name: str, *, out_dir: str | None = None) -> str:
     out_dir = out_dir or RESULTS
     os.makedirs(out_dir, exist_ok=True)
     return os.path.join(out_dir, f"{name}.png")
+
+
+def keep_freed_memory() -> str:
+    """Make glibc's malloc keep freed memory in the heap (``mallopt``: no ``mmap``, no
+    trimming), so that a compiled program's buffers are reused from call to call.
+
+    XLA's CPU runtime allocates a program's scratch buffer at every call. By default,
+    glibc maps allocations over 32 MiB fresh from the kernel (smaller ones too until its
+    threshold has adapted) and returns them on free, and whether a call finds room in
+    the heap instead depends on what ran before: the next call then page-faults on
+    every 4 KiB of it. Measured here (N=256 forward+backward, scratch 37 MiB): 39.0 ms
+    in one run and 28.9 ms in the next for the same program, 24.5 ms with this setting;
+    writing a fresh 64 MiB array took 17 ms against 1.4 ms in place. The setting applies
+    to every method in the process alike. Returns a description for the JSON (Linux with
+    glibc only; elsewhere nothing changes and it says so).
+    """
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "default (not glibc)"
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
+    ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
+    return "glibc: mmap off, no trim (freed memory reused)" if ok else "default (mallopt failed)"
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -40,6 +40,12 @@ each block so that the numpy peers' BLAS threads are idle, then 0.1 s of untimed
 to bring the method's own threads back to speed), so that load from other
 processes, and what one method leaves behind for the next, affect all alike.
 
+The process first tells glibc's malloc to keep freed memory for reuse
+(``_common.keep_freed_memory``; ``--default-malloc`` leaves it as it is): otherwise a
+program whose scratch buffer is over 32 MiB (every forward+backward at N=256) may or
+may not page-fault through it at every call, depending on what ran before, a difference
+of 10 ms between two runs of the same program.
+
 Run ``python benchmarks/contraction.py`` (full, 4 to 8 minutes on a shared 2-core CPU) or
 ``--quick`` (seconds, for tests). Writes ``results/contraction.json`` and
 ``results/contraction.png``.
@@ -150,10 +156,21 @@ def _flat(tree) -> np.ndarray:
 
 def _compile(fn, *args):
     """Trace, lower and compile; wall and process CPU seconds (CPU time is less disturbed
-    by other processes' load)."""
+    by other processes' load), and XLA's scratch memory in MiB (``None`` where the backend
+    does not report it)."""
     c0, t0 = time.process_time(), time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, (time.perf_counter() - t0, time.process_time() - c0)
+    return compiled, (time.perf_counter() - t0, time.process_time() - c0, _temp_mib(compiled))
+
+
+def _temp_mib(compiled) -> float | None:
+    """XLA's temporary buffer of a compiled program, MiB. On CPU it is allocated at every
+    call; glibc serves allocations over 32 MiB with a fresh mmap, whose first touch
+    page-faults (see benchmarks/README.md)."""
+    try:
+        return compiled.memory_analysis().temp_size_in_bytes / 2**20
+    except Exception:  # noqa: BLE001 (not every backend reports it)
+        return None
 
 
 def _prepare_jax(scores_fn: Callable, net, x, labels, *, setup_s: float = 0.0, value=None):
@@ -171,6 +188,8 @@ def _prepare_jax(scores_fn: Callable, net, x, labels, *, setup_s: float = 0.0, v
         "compile_cpu_s": c_fwd[1],
         "compile_fb_s": c_fb[0],
         "compile_fb_cpu_s": c_fb[1],
+        "temp_mib": c_fwd[2],
+        "temp_fb_mib": c_fb[2],
         "fwd": lambda: fwd(net, x),
         "fb": lambda: fb(net, x, labels),
         "scores": None,
@@ -427,6 +446,7 @@ def run(args) -> dict:
             fwd = mode == "forward"
             st["compile_s"] = res["compile_s"] if fwd else res["compile_fb_s"]
             st["compile_cpu_s"] = res.get("compile_cpu_s" if fwd else "compile_fb_cpu_s", 0.0)
+            st["temp_mib"] = res.get("temp_mib" if fwd else "temp_fb_mib")
             res[mode] = st
         ref = prepared["tnjax"]
         ref_scores, ref_grads = ref["scores"], ref["grads"]
@@ -457,7 +477,13 @@ def run(args) -> dict:
             )
             entry["peers"][name] = res
         for res in entry["peers"].values():
-            for key in ("compile_fb_s", "compile_cpu_s", "compile_fb_cpu_s"):
+            for key in (
+                "compile_fb_s",
+                "compile_cpu_s",
+                "compile_fb_cpu_s",
+                "temp_mib",
+                "temp_fb_mib",
+            ):
                 res.pop(key, None)
         t_fwd = ref["forward"]["median_s"]
         t_fb = ref["forward_backward"]["median_s"]
@@ -500,6 +526,7 @@ def run(args) -> dict:
 # ---------------------------------------------------------------------------------------
 def report(payload: dict) -> None:
     print(f"matmul peak alone (at start) {payload['peak_gflops']:.1f} GFLOP/s")
+    print(f"allocator: {payload.get('allocator', 'default')}")
     for e in payload["sizes"]:
         print(
             f"\nN={e['n_inputs']} M={e['m']} r={e['channels']} batch={e['batch']} "
@@ -544,8 +571,9 @@ def markdown(payload: dict) -> str:
             f"({e['flops'] / 1e6:.0f} MFLOP forward; matmul peak in the same rounds "
             f"{e['peak_gflops_same_rounds']:.0f} GFLOP/s)\n",
             "| method | path s | compile s | forward ms | GFLOP/s | % peak | fwd+bwd ms "
-            "| fwd+bwd / fwd | tnjax speedup (fwd) | speedup (CPU time) | rel. err. |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| fwd+bwd / fwd | XLA temp MiB (fwd, fwd+bwd) | tnjax speedup (fwd) "
+            "| speedup (CPU time) | rel. err. |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, r in e["peers"].items():
             f, fb = r["forward"], r["forward_backward"]
@@ -556,11 +584,13 @@ def markdown(payload: dict) -> str:
             ratio = f"{r['bwd_over_fwd']:.2f}" if fb else "-"
             sp = f"{sp:.2f}x" if sp else "-"
             sp_cpu = f"{sp_cpu:.2f}x" if sp_cpu else "-"
+            temps = [st.get("temp_mib") if st else None for st in (f, fb)]
+            temp = ", ".join("-" if t is None else f"{t:.1f}" for t in temps)
             lines.append(
                 f"| {name} | {r['setup_s']:.2f} | {f['compile_s']:.2f} | "
                 f"{f['median_s'] * 1e3:.2f}{ext} | {f['gflops']:.1f} | "
                 f"{100 * f['peak_fraction']:.1f} | "
-                f"{fb_ms} | {ratio} | {sp} | {sp_cpu} | "
+                f"{fb_ms} | {ratio} | {temp} | {sp} | {sp_cpu} | "
                 f"{r['rel_err_vs_tnjax']:.1e} |"
             )
     return "\n".join(lines)
@@ -599,8 +629,17 @@ def plot(payload: dict, path: str) -> None:
 
 
 def main(argv=None) -> dict:
-    args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    parser = _common.parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (by default freed memory is kept for reuse: see "
+        "_common.keep_freed_memory)",
+    )
+    args = parser.parse_args(argv)
+    allocator = "default" if args.default_malloc else _common.keep_freed_memory()
     payload = run(args)
+    payload["allocator"] = allocator
     payload["machine_cpus"] = os.cpu_count()
     report(payload)
     print(markdown(payload))

@@ -1,6 +1,8 @@
 """The contraction benchmark runs (``--quick``) and writes the JSON and plot it promises.
 No timing assertions: only structure, and that every peer computes tnjax's numbers."""
 
+import platform
+
 from tests._run import run_quick_benchmark
 
 PEERS = {
@@ -26,6 +28,8 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert payload["quick"] is True
     assert payload["peak_gflops"] > 0
     assert {"platform", "cpu_count", "jax"} <= set(payload["machine"])
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert payload["allocator"].startswith("glibc: mmap off"), payload["allocator"]
     assert payload["sizes"]
     for entry in payload["sizes"]:
         assert {"n_inputs", "m", "channels", "batch", "flops", "tnjax_vs_float64_rel_err"} <= set(
@@ -41,6 +45,8 @@ def test_quick_benchmark_writes_results(tmp_path):
             assert "setup_s" in res
             if name in WITH_BACKWARD:
                 assert res["forward_backward"]["median_s"] > 0, name
+                # XLA's scratch memory of both compiled programs (CPU reports it)
+                assert fwd["temp_mib"] >= 0 and res["forward_backward"]["temp_mib"] > 0, name
                 assert res["bwd_over_fwd"] > 0
                 if name != "tnjax":
                     assert res["grad_rel_err_vs_tnjax"] < 1e-3, name

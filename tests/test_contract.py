@@ -109,6 +109,24 @@ def test_fused_level_kernels_match_matmul_and_its_derivatives(kernel, by_child, 
             )
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_reduce_epilogue_is_exact_with_an_infinite_weight(bad):
+    """The reduce kernel's epilogue multiplies by a 1 computed from ``w[0, 0, 0]`` at run
+    time; an infinite weight there must leave every other node's output exact (no NaN
+    spreading from the factor)."""
+    from tnjax import _contract
+
+    kx, kw, ks = jax.random.split(jax.random.key(5), 3)
+    x = jax.random.normal(kx, (4, 3, 5), jnp.float32)
+    w = jax.random.normal(kw, (4, 5, 6), jnp.float32).at[0, 0, 0].set(bad)
+    scale = jnp.abs(jax.random.normal(ks, (4, 3, 1), jnp.float32))
+    want = jnp.einsum("nbm,nmr->nbr", x, w)
+    for s, factor in ((None, 1.0), (scale, scale)):
+        got = _contract._reduced_conv_epilogue(x, w, s)
+        np.testing.assert_allclose(got[1:], (want * factor)[1:], rtol=1e-5)
+        assert np.all(np.isfinite(got[1:]))
+
+
 @pytest.mark.parametrize("reduce_fuses", [True, False])
 @pytest.mark.parametrize("tree", [Tree.binary(8), Tree.quad(4), Tree.mirror(4, 4)])
 def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
