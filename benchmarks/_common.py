@@ -189,11 +189,11 @@ def keep_freed_memory() -> str:
 
     XLA's CPU runtime allocates a program's scratch buffer at every call. By default,
     glibc maps allocations over 32 MiB fresh from the kernel (smaller ones too until its
-    threshold has adapted) and returns them on free, and whether a call finds room in
-    the heap instead depends on what ran before: the next call then page-faults on
-    every 4 KiB of it. Measured here (N=256 forward+backward, scratch 37 MiB): 39.0 ms
-    in one run and 28.9 ms in the next for the same program, 24.5 ms with this setting;
-    writing a fresh 64 MiB array took 17 ms against 1.4 ms in place. The setting applies
+    threshold has adapted) and returns them on free, so that the next call page-faults
+    on every 4 KiB of it; whether a call finds room in the heap instead depends on what
+    ran before. Measured here (N=256 forward+backward, 37 MiB of scratch): 28.9
+    and 34.9 ms in two runs with the default allocator, 26.1 and 26.4 ms with this
+    setting; writing a fresh 64 MiB array took 17 ms against 1.4 ms in place. It applies
     to every method in the process alike. Returns a description for the JSON (Linux with
     glibc only; elsewhere nothing changes and it says so).
     """

@@ -43,8 +43,8 @@ processes, and what one method leaves behind for the next, affect all alike.
 The process first tells glibc's malloc to keep freed memory for reuse
 (``_common.keep_freed_memory``; ``--default-malloc`` leaves it as it is): otherwise a
 program whose scratch buffer is over 32 MiB (every forward+backward at N=256) may or
-may not page-fault through it at every call, depending on what ran before, a difference
-of 10 ms between two runs of the same program.
+may not page-fault through it at every call, depending on what ran before: 28.9 and
+34.9 ms for tnjax's N=256 forward+backward in two runs, against 26.1 and 26.4 ms.
 
 Run ``python benchmarks/contraction.py`` (full, 4 to 8 minutes on a shared 2-core CPU) or
 ``--quick`` (seconds, for tests). Writes ``results/contraction.json`` and
