@@ -209,6 +209,39 @@ def test_reduce_kernel_only_where_the_backend_fuses_it_and_levels_are_large():
     assert "__ynn_fusion" in entry and "reduce" in text and "f32[32,256,64,64]" not in entry
 
 
+def test_two_contractions_in_one_program_never_write_out_weight_broadcasts(monkeypatch):
+    """One program that contracts the same wide network twice (two batches, or one batch
+    in chunks) with the reduce kernel: each call's weights stay its own, so XLA does not
+    merge the calls' weight broadcasts and write them out as (nodes, batch, r_in, r_out)
+    arrays (which ran 20x slower at N=256), forward and backward; the scores are those
+    of one call on the whole batch."""
+    from tnjax import _contract
+
+    if jax.default_backend() != "cpu" or not _contract._reduce_fuses("float32"):
+        pytest.skip("this backend does not fuse sums of products (the kernel is off)")
+    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
+    tree = Tree.binary(16)
+    net = make_net(tree, shared=False, m=40, channels=(40,) * tree.depth, dtype=jnp.float32)
+    x = features(16, 40, batch=12, dtype=jnp.float32)
+    assert _contract._child_major_levels(net, 6)
+
+    def twice(net, x):
+        a, b = contract(net, x[:6]), contract(net, x[6:])
+        return jnp.concatenate([a.value(), b.value()])
+
+    def loss(net, x):
+        return jnp.sum(twice(net, x) ** 2)
+
+    for fn in (twice, jax.grad(loss)):
+        text = jax.jit(fn).lower(net, x).compile().as_text()
+        entry = text[text.index("ENTRY") :]  # the buffers the program materialises
+        # the first level's weights broadcast over a call's batch of 6
+        assert "__ynn_fusion" in entry and "f32[8,6,40,40]" not in entry
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(twice)(net, x)), np.asarray(contract(net, x).value()), rtol=1e-5
+    )
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_shallow_cp_network_matches_oracle(shared):
     net = shallow_convac(
