@@ -242,6 +242,23 @@ def test_two_contractions_in_one_program_never_write_out_weight_broadcasts(monke
     )
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_sample_leaves_the_others_unchanged(bad, monkeypatch):
+    """A NaN or infinite feature in the first sample (the one whose features tie each
+    call's reordered weights to the call, above) changes no other sample's scores, in
+    a wide child-major network as in a narrow one."""
+    from tnjax import _contract
+
+    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
+    tree = Tree.binary(16)
+    for m, r in ((40, 40), (3, 4)):  # wide (child-major where the backend fuses), narrow
+        net = make_net(tree, shared=False, m=m, channels=(r,) * tree.depth)
+        x = features(16, m, batch=4)
+        want = np.asarray(contract(net, x[1:]).value())
+        got = np.asarray(jax.jit(contract)(net, x.at[0, 0, 0].set(bad)).value())
+        np.testing.assert_allclose(got[1:], want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_shallow_cp_network_matches_oracle(shared):
     net = shallow_convac(

@@ -116,8 +116,10 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         # (two batches, or a batch in chunks), XLA would otherwise merge the calls'
         # weight broadcasts in the reduce kernel and write each out, (nodes, batch,
         # r_in, r_out) floats, instead of fusing it (N=256, two batches of 128: 219
-        # against 11.8 ms).
-        tie = _runtime_one(jax.lax.stop_gradient(features[0, 0, 0]))
+        # against 11.8 ms). A non-finite feature gives 1 too: one bad sample must not
+        # reach the others' scores through the weights.
+        first = jax.lax.stop_gradient(features[0, 0, 0])
+        tie = _runtime_one(jnp.where(jnp.isfinite(first), first, 0))
     for lvl, k in enumerate(windows):
         w = net.convs[lvl]
         if by_child and w.ndim == 3:
