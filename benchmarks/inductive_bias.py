@@ -96,7 +96,8 @@ def param_counts(rs):
         row = {"formula_31r2_50r": 31 * r * r + 50 * r}
         for arch in ARCHS:
             ch = channel_list(arch, r)
-            relu = ReLUConvNet(ch, rngs=nnx.Rngs(0))
+            # shapes only (no initialisation: eager initialisers compile op by op)
+            relu = nnx.eval_shape(lambda ch=ch: ReLUConvNet(ch, rngs=nnx.Rngs(0)))
             convac = task_convac(ch, key=jax.random.key(0))
             net = convac.network
             row[arch] = {

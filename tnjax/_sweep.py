@@ -232,6 +232,9 @@ def _sweep_pairs(net: TreeTN, classes):
     return pairs, log_norm
 
 
+_sweep_pairs_jit = jax.jit(_sweep_pairs, static_argnums=1)
+
+
 def _subtree_tensors(net: TreeTN) -> list[Array]:
     """Dense subtree tensors ``T[node, d, r_l]`` (after the conv) of the lowest levels,
     for as long as the subtree space ``M^span`` is no larger than the edge's bonds.
@@ -281,7 +284,9 @@ def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
             "classes='mean' averages entropies, not spectra: use classes='each' here, or "
             "edge_entropies(net, classes='mean')"
         )
-    pairs, log_norm = _sweep_pairs(net, classes)
+    # the sweeps as one program (eagerly, op by op, the 64x64 quad tree's first call
+    # compiled hundreds of small programs); the eigenproblems below stay outside it
+    pairs, log_norm = _sweep_pairs_jit(net, classes)
     probs = []
     for g_in, g_out in pairs:
         if g_in is None:
