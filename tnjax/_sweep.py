@@ -284,23 +284,22 @@ def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
             "classes='mean' averages entropies, not spectra: use classes='each' here, or "
             "edge_entropies(net, classes='mean')"
         )
-    # Called eagerly, the sweeps run as one program and each level's eigenproblems as
-    # one more (op by op, the 64x64 quad tree's first call compiled hundreds of small
-    # programs). The levels stay apart: in one program, XLA:CPU may start two batched
-    # eigh calls at once, each waiting for the other's worker threads (a deadlock seen
-    # with jax 0.10 on 2 cores); within a level, the eigh calls depend on each other.
+    # Called eagerly, the sweeps run as one program (op by op, the 64x64 quad tree's
+    # first call compiled hundreds of small programs). The eigenproblems stay outside
+    # it, one at a time: in one program, XLA:CPU may start two independent batched eigh
+    # calls at once (the JVP of a Gram-pair spectrum has two), each waiting for the
+    # other's worker threads (a deadlock seen with jax 0.10 on 2 cores).
     pairs, log_norm = _sweep_pairs_jit(net, classes)
-    probs = tuple(_edge_probs(g_in, g_out) for g_in, g_out in pairs)
-    return EdgeSpectra(probs, log_norm, net.tree, classes)
-
-
-@jax.jit
-def _edge_probs(g_in: Array | None, g_out: Array) -> Array:
-    """Normalised squared Schmidt values of one level's edges (see :func:`edge_spectra`)."""
-    lam = gram_spectrum(g_out) if g_in is None else gram_pair_spectrum(g_in, g_out)
-    lam = jnp.maximum(lam, 0.0)
-    tot = jnp.sum(lam, axis=-1, keepdims=True)
-    return lam / jnp.where(tot > 0, tot, 1.0)
+    probs = []
+    for g_in, g_out in pairs:
+        if g_in is None:
+            lam = gram_spectrum(g_out)
+        else:
+            lam = gram_pair_spectrum(g_in, g_out)
+        lam = jnp.maximum(lam, 0.0)
+        tot = jnp.sum(lam, axis=-1, keepdims=True)
+        probs.append(lam / jnp.where(tot > 0, tot, 1.0))
+    return EdgeSpectra(tuple(probs), log_norm, net.tree, classes)
 
 
 def edge_entropies(

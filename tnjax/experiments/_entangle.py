@@ -125,7 +125,7 @@ def level_entropies(net, *, kind: str = "von_neumann") -> list[float]:
     Not jitted as a whole on purpose: in one jitted program XLA:CPU may start two
     batched ``eigh`` calls at once, each waiting for the other's worker threads (a
     deadlock seen with jax 0.10 on 2 cores). Called eagerly, ``edge_spectra`` runs
-    each level's eigenproblems as a program of its own."""
+    its sweeps as one program and its eigenproblems one at a time."""
     with jax.enable_x64(True):
         ent = edge_entropies(net.astype(jnp.float64), kind=kind)
         return [float(np.mean(np.asarray(e))) for e in ent]
