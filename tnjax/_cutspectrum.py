@@ -18,6 +18,7 @@ which has no rank budget.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -163,6 +164,46 @@ def _side_gram(net: TreeTN, ops, out_indices, dtype, grams) -> Array:
     return jnp.einsum(*args, optimize="auto")
 
 
+def _scale_free(net: TreeTN, summed: bool) -> TreeTN:
+    """Every conv matrix divided by its largest entry, and each class vector by its own
+    (all classes by one factor where they are summed): the spectra are unchanged, and
+    products of many small or large weights no longer under- or overflow."""
+
+    def unit(x, axes):
+        s = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=axes, keepdims=True))
+        return x / jnp.where((s > 0) & jnp.isfinite(s), s, 1.0)
+
+    convs = tuple(unit(c, (-2, -1)) for c in net.convs)
+    out = unit(net.out, (0, 1) if summed else (0,))
+    return TreeTN.tree_unflatten((net.tree, net.shared), (convs, out))
+
+
+def cut_grams(net: TreeTN, cut: MinCut, classes, sub_grams=None) -> tuple[Array, Array]:
+    """The two sides' ``chi x chi`` Gram matrices across ``cut`` (trace-normalised, with
+    a leading class axis on at least one of them), ready for :func:`gram_pair_spectrum`.
+
+    ``sub_grams``: the normalised up-sweep Gram matrices (shared between partitions)."""
+    _, summed = class_top(net, classes)
+    ops, outs, cut_dims, batch_side = _plan(cut, net.m, net.n_classes, summed)
+    chi = math.prod(cut_dims)
+    if sub_grams is None:
+        sub_grams = up_sweep(net)[0]  # normalised: the spectrum is scale free
+    unit = _scale_free(net, summed)
+    grams = {}
+    for s in ("A", "B"):
+        g = _side_gram(unit, ops[s], outs[s], net.dtype, sub_grams)
+        g = g.reshape(g.shape[: g.ndim - 2 * len(cut_dims)] + (chi, chi))
+        t = jax.lax.stop_gradient(jnp.trace(g, axis1=-2, axis2=-1))
+        grams[s] = g / jnp.where(t > 0, t, 1.0)[..., None, None]
+    ga, gb = grams["A"], grams["B"]
+    if not summed and isinstance(classes, int):
+        ga = ga[classes : classes + 1] if batch_side == "A" else ga
+        gb = gb[classes : classes + 1] if batch_side == "B" else gb
+    if ga.ndim == 2 and gb.ndim == 2:
+        ga = ga[None]
+    return ga, gb
+
+
 def _cut_of(net: TreeTN, partition, classes, max_rank: int):
     partition = as_partition(partition, net.n_inputs)
     if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
@@ -212,21 +253,8 @@ def schmidt_spectrum(
             "classes='mean' averages entropies, not spectra: use classes='each' here, or "
             "entanglement_entropy(net, partition, classes='mean')"
         )
-    cut, summed, chi = _cut_of(net, partition, classes, max_rank)
-    ops, outs, cut_dims, batch_side = _plan(cut, net.m, net.n_classes, summed)
-    sub_grams = up_sweep(net)[0]  # normalised: the spectrum is scale free
-    grams = {}
-    for s in ("A", "B"):
-        g = _side_gram(net, ops[s], outs[s], net.dtype, sub_grams)
-        g = g.reshape(g.shape[: g.ndim - 2 * len(cut_dims)] + (chi, chi))
-        t = jax.lax.stop_gradient(jnp.trace(g, axis1=-2, axis2=-1))
-        grams[s] = g / jnp.where(t > 0, t, 1.0)[..., None, None]
-    ga, gb = grams["A"], grams["B"]
-    if not summed and isinstance(classes, int):
-        ga = ga[classes : classes + 1] if batch_side == "A" else ga
-        gb = gb[classes : classes + 1] if batch_side == "B" else gb
-    if ga.ndim == 2 and gb.ndim == 2:
-        ga = ga[None]
+    cut, _, _ = _cut_of(net, partition, classes, max_rank)
+    ga, gb = cut_grams(net, cut, classes)
     lam = jnp.maximum(gram_pair_spectrum(ga, gb), 0.0)
     tot = jnp.sum(lam, axis=-1, keepdims=True)
     return lam / jnp.where(tot > 0, tot, 1.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -60,15 +61,17 @@ def _xlogx(p: Array) -> Array:
 
 
 def _value(lam: Array, kind: str, alpha: float) -> Array:
-    p, _ = _probs(lam)
+    p, total = _probs(lam)
     if kind == "von_neumann":
-        return -jnp.sum(_xlogx(p), axis=-1)
-    if kind == "renyi":
+        value = -jnp.sum(_xlogx(p), axis=-1)
+    elif kind == "renyi":
         q = jnp.sum(p**alpha, axis=-1)
-        return jnp.log(jnp.where(q > 0, q, 1.0)) / (1.0 - alpha)
-    # geometric measure (Renyi-infinity)
-    pmax = jnp.max(p, axis=-1)
-    return -jnp.log(jnp.where(pmax > 0, pmax, 1.0))
+        value = jnp.log(jnp.where(q > 0, q, 1.0)) / (1.0 - alpha)
+    else:  # geometric measure (Renyi-infinity)
+        pmax = jnp.max(p, axis=-1)
+        value = -jnp.log(jnp.where(pmax > 0, pmax, 1.0))
+    # the guards above read NaN as "not positive": a NaN or inf spectrum must give NaN
+    return jnp.where(jnp.isfinite(total[..., 0]), value, jnp.nan)
 
 
 def _grad(lam: Array, kind: str, alpha: float, value: Array) -> Array:
@@ -197,8 +200,30 @@ def _sym(g: Array) -> Array:
     return 0.5 * (g + jnp.swapaxes(g, -1, -2))
 
 
-def _eigh_desc(g: Array) -> tuple[Array, Array]:
+# The last eigendecomposition traced, per program: XLA:CPU may run two independent
+# batched LAPACK eigh calls (with vectors) of one program at once, and that deadlocks.
+_LAST_EIGH: list = [None]
+
+
+def eigh(g: Array) -> tuple[Array, Array]:
+    """``jnp.linalg.eigh`` made to run after the previous one traced into the same
+    program: a data dependency (an exact zero computed from its output) orders them, so
+    that no two run concurrently. Outside a trace it is plain ``eigh``."""
+    ref = _LAST_EIGH[0]
+    prev = ref() if ref is not None else None
+    trace = getattr(g, "_trace", None)
+    if trace is not None and prev is not None and getattr(prev, "_trace", None) is trace:
+        # nan_to_num(tanh(.)) is finite, so 0 * it is an exact 0 that XLA cannot fold away
+        zero = 0.0 * jnp.nan_to_num(jnp.tanh(prev.reshape(-1)[0]))
+        g = g + jax.lax.stop_gradient(zero).astype(g.dtype)
     w, u = jnp.linalg.eigh(g)
+    if trace is not None:
+        _LAST_EIGH[0] = weakref.ref(u)
+    return w, u
+
+
+def _eigh_desc(g: Array) -> tuple[Array, Array]:
+    w, u = eigh(g)
     return w[..., ::-1], u[..., ::-1]
 
 
@@ -241,7 +266,7 @@ def gram_spectrum(g: Float[Array, "... k k"]) -> Float[Array, "... k"]:
 
 
 def _sqrt_psd(g: Array) -> Array:
-    w, u = jnp.linalg.eigh(_sym(g))
+    w, u = eigh(_sym(g))
     return jnp.einsum("...ik,...k,...jk->...ij", u, jnp.sqrt(jnp.maximum(w, 0.0)), u)
 
 
@@ -261,8 +286,14 @@ def _pair_eigvals(g1: Array, g2: Array) -> Array:
 @_pair_eigvals.defjvp
 def _pair_eigvals_jvp(primals, tangents):
     (g1, g2), (dg1, dg2) = primals, tangents
-    w, y2 = _pair_parts(g1, g2)  # spec(S1 G2 S1) = spec(G1 G2) = spec(S2 G1 S2)
-    _, y1 = _pair_parts(g2, g1)
+    # lam_k = y2_k^T G2 y2_k with y2_k = S1 v_k a right eigenvector of G1 G2, and the left
+    # one G2 y2_k: dlam_k = y2_k^T dG2 y2_k + y1_k^T dG1 y1_k with y1_k = G2 y2_k / sqrt(lam_k)
+    # (one eigenproblem per pair; a zero lam_k gets no G1 term)
+    w, y2 = _pair_parts(g1, g2)
+    tol = w.shape[-1] * jnp.finfo(w.dtype).eps * jnp.max(w, axis=-1, keepdims=True)
+    ok = w > tol
+    inv = jnp.where(ok, jax.lax.rsqrt(jnp.where(ok, w, 1.0)), 0.0)
+    y1 = jnp.einsum("...ij,...jk->...ik", _sym(g2), y2) * inv[..., None, :]
     dw = jnp.einsum("...ik,...ij,...jk->...k", y2, _sym(dg2), y2)
     dw = dw + jnp.einsum("...ik,...ij,...jk->...k", y1, _sym(dg1), y1)
     return w, dw

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tnjax._cutspectrum import entanglement_entropy, schmidt_spectrum
+from tnjax._cutspectrum import _cut_of, cut_grams, entanglement_entropy, schmidt_spectrum
 from tnjax._entropy import (
+    entropy_of,
     geometric_measure,
     gram_pair_spectrum,
     gram_spectrum,
@@ -31,11 +32,12 @@ from tnjax._entropy import (
 )
 from tnjax._network import TreeTN
 from tnjax._partition import Partition
-from tnjax._renyi import renyi2
-from tnjax._sweep import EdgeSpectra, _check_net, edge_entropies, edge_spectra
+from tnjax._renyi import DEFAULT_MAX_BYTES, Renyi2Plan, renyi2, renyi2_plan
+from tnjax._sweep import EdgeSpectra, _check_net, edge_entropies, edge_spectra, up_sweep
 
 __all__ = [
     "EdgeSpectra",
+    "Renyi2Plan",
     "edge_entropies",
     "edge_spectra",
     "entanglement_entropy",
@@ -45,6 +47,7 @@ __all__ = [
     "gram_spectrum",
     "renyi",
     "renyi2",
+    "renyi2_plan",
     "schmidt_rank",
     "schmidt_spectrum",
     "von_neumann",
@@ -81,6 +84,7 @@ def entropy_penalty(
     alpha: float | None = None,
     classes="mean",
     max_rank: int = 4096,
+    max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> Float[Array, ""]:
     """A scalar entanglement regularizer: the mean entropy over ``partitions``.
 
@@ -102,9 +106,14 @@ def entropy_penalty(
         classes: ``"mean"`` (each class's entropy, averaged over classes), ``"sum"`` (the
             entropy with the class index on side B), or a class index.
         max_rank: budget on the min-cut rank for the full-spectrum kinds.
+        max_bytes: budget on the estimated memory of each Renyi-2 partition (see
+            :func:`renyi2_plan`); over it, a ``ValueError`` before anything is allocated.
 
     Returns:
-        A scalar.
+        A scalar, never negative; NaN if the network holds a NaN or inf.
+
+    The partitions share one up-sweep of Gram matrices; each takes the cheapest exact
+    route (:func:`renyi2_plan`). Safe inside ``jax.jit`` of a whole training step.
 
     Example:
         >>> import jax
@@ -127,13 +136,15 @@ def entropy_penalty(
         ent = edge_entropies(net, kind=kind, alpha=alpha, classes=classes)
         total = sum(jnp.sum(e) for e in ent)
         return total / sum(e.size for e in ent)
+    sweep = up_sweep(net)  # shared by every partition
+    inner = "each" if classes == "mean" else classes
     values = []
     for part in _as_partition_list(partitions):
         if kind == "renyi2":
-            v = renyi2(net, part, classes=classes)
+            v = renyi2(net, part, classes=classes, max_bytes=max_bytes, sweep=sweep)
         else:
-            v = entanglement_entropy(
-                net, part, kind=kind, alpha=alpha, classes=classes, max_rank=max_rank
-            )
+            cut, _, _ = _cut_of(net, part, inner, max_rank)
+            ga, gb = cut_grams(net, cut, inner, sweep[0])
+            v = entropy_of(gram_pair_spectrum(ga, gb), kind, alpha)
         values.append(jnp.mean(v))
     return jnp.mean(jnp.stack(values))

@@ -110,54 +110,86 @@ def up_sweep(
 
 
 def _exclusive_prod(x: Array) -> Array:
-    """Along axis 1 (the window): the product of all other entries, without division."""
-    ones = jnp.ones_like(x[:, :1])
-    pre = jnp.cumprod(jnp.concatenate([ones, x[:, :-1]], axis=1), axis=1)
-    suf = jnp.flip(jnp.cumprod(jnp.flip(jnp.concatenate([x[:, 1:], ones], axis=1), 1), axis=1), 1)
-    return pre * suf
+    """Along axis 1 (the window): the product of all other entries, without division.
+    Windows are small, so a product per entry (cumprod's gradient is far slower)."""
+    k = x.shape[1]
+    if k == 1:
+        return jnp.ones_like(x)
+    out = []
+    for c in range(k):
+        others = [x[:, i] for i in range(k) if i != c]
+        acc = others[0]
+        for o in others[1:]:
+            acc = acc * o
+        out.append(acc)
+    return jnp.stack(out, axis=1)
+
+
+@jax.custom_vjp
+def _window_mul(env: Array, sib: Array) -> Array:
+    """``env[:, None] * sib[:, :, None]``: ``(p, c, r, r) x (p, k, r, r) -> (p, k, c, r, r)``."""
+    return env[:, None] * sib[:, :, None]
+
+
+def _window_mul_fwd(env, sib):
+    return _window_mul(env, sib), (env, sib)
+
+
+def _window_mul_bwd(res, g):
+    # the cotangents as sums of slices: XLA:CPU's reductions over these middle axes are
+    # many times slower than the same sums written out
+    env, sib = res
+    d_env = g[:, 0] * sib[:, 0, None]
+    for j in range(1, g.shape[1]):
+        d_env = d_env + g[:, j] * sib[:, j, None]
+    p, k, c, r, _ = g.shape
+    # a contraction, not an elementwise sum: materialised once (as a fused sum it was
+    # recomputed by each of the window's consumers)
+    d_sib = jnp.einsum("pjyx,pyx->pjx", g.reshape(p, k, c, r * r), env.reshape(p, c, r * r))
+    return d_env, d_sib.reshape(p, k, r, r)
+
+
+_window_mul.defvjp(_window_mul_fwd, _window_mul_bwd)
 
 
 def down_sweep(
-    net: TreeTN, grams: list[Array], logs: list[Array], top: Array, pre: list | None = None
-) -> tuple[list[Array], list[Array]]:
-    """Normalised environments ``G_out`` of every bond, for each of ``c`` tops.
+    net: TreeTN, grams: list[Array], top: Array, pre_levels=frozenset()
+) -> tuple[list[Array], dict]:
+    """Environments ``G_out`` of every bond, for each of ``c`` tops (scaled, not exact:
+    the spectra are scale free; each level is renormalised once, after its conv).
+
+    Node-major layout (node, class, r, r), so that every conv is a batched matmul with
+    the batch axes leading.
 
     Args:
         top: ``(c, r, r)``, the environment of the root vector.
-        pre: if a list, ``pre[l]`` receives the normalised environment of the bond
-            *entering* the conv of level ``l``, ``(c, n_l, dims[l], dims[l])``.
+        pre_levels: levels ``l`` whose environment *entering* the conv is wanted too.
 
     Returns:
-        ``(envs, env_logs)``: ``envs[l]`` is ``(c, n_l, r_l, r_l)``, ``env_logs[l]`` ``(c, n_l)``.
+        ``(envs, pre)``: ``envs[l]`` is ``(n_l, c, r_l, r_l)``; ``pre[l]`` is
+        ``(n_l, c, dims[l], dims[l])`` for ``l`` in ``pre_levels``.
     """
-    if pre is not None:
-        pre.extend([None] * net.tree.depth)
-    env, lenv = _norm_gram(top[:, None])  # (c, 1, r, r)
+    env, _ = _norm_gram(top[None])  # (1, c, r, r)
     envs: list[Array] = [None] * net.tree.depth  # type: ignore[list-item]
-    env_logs: list[Array] = [None] * net.tree.depth  # type: ignore[list-item]
+    pre = {}
     for lvl in reversed(range(net.tree.depth)):
         k = net.tree.windows[lvl]
-        gp, lp = grams[lvl], logs[lvl]
+        gp = grams[lvl]
         n, r = gp.shape[0], gp.shape[-1]
         sib = _exclusive_prod(gp.reshape(n // k, k, r, r))  # (n/k, k, r, r)
-        lsum = jnp.sum(lp.reshape(n // k, k), axis=1, keepdims=True)
-        lsib = (lsum - lp.reshape(n // k, k)).reshape(n)
-        e = (env[:, :, None] * sib[None]).reshape(env.shape[0], n, r, r)
-        le = jnp.repeat(lenv, k, axis=1) + lsib[None]
-        e, dl = _norm_gram(e)
-        le = le + dl
-        envs[lvl], env_logs[lvl] = e, le
-        if lvl or pre is not None:
+        e = _window_mul(env, sib).reshape(n, env.shape[1], r, r)
+        envs[lvl] = e
+        if lvl or lvl in pre_levels:
             w = net.convs[lvl]
+            wt = jnp.swapaxes(w, -1, -2)
             if net.shared:
-                env = jnp.einsum("cnrs,ar,bs->cnab", e, w, w)
+                env = jnp.matmul(jnp.matmul(w, e), wt)
             else:
-                env = jnp.einsum("cnrs,nar,nbs->cnab", e, w, w)
-            env, dl = _norm_gram(env)
-            lenv = le + dl
-            if pre is not None:
+                env = jnp.matmul(jnp.matmul(w[:, None], e), wt[:, None])
+            env, _ = _norm_gram(env)
+            if lvl in pre_levels:
                 pre[lvl] = env
-    return envs, env_logs
+    return envs, pre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,40 +243,55 @@ def _sweep_pairs(net: TreeTN, classes):
         top = (vecs.T @ vecs)[None]
     else:
         top = jnp.einsum("ca,cb->cab", vecs, vecs)
-    pooled, pre = [], []
-    grams, logs, root, root_log = up_sweep(net, pooled)
-    envs, _ = down_sweep(net, grams, logs, top, pre)
+    pooled: list = []
+    grams, _, root, root_log = up_sweep(net, pooled)
     quad = jnp.einsum("cab,ab->c", top, root)
     log_norm = root_log + jnp.log(jnp.where(quad > 0, quad, jnp.finfo(quad.dtype).tiny))
     # Per edge the cheapest exact eigenproblem: while the subtree's own space (M^span) is
     # no larger than the bond, the reduced density matrix T G_out T^T of the subtree
-    # tensor T; else the Gram pair on the smaller of the edge's two bonds.
-    pairs = []
-    sub = _subtree_tensors(net)
-    for lvl in range(net.tree.depth):
-        if lvl < len(sub):
-            t = sub[lvl]  # (n, D, r_l)
-            pairs.append((None, jnp.einsum("ndr,cnrs,nes->cnde", t, envs[lvl], t)))
-        elif net.dims[lvl] < net.dims[lvl + 1]:
-            pairs.append((pooled[lvl], pre[lvl]))
+    # tensor T (at level 0 the environment entering the conv); else the Gram pair on
+    # the smaller of the edge's two bonds.
+    dims, depth = net.dims, net.tree.depth
+    n_sub = _n_subtree_levels(net)
+    pre_levels = frozenset(
+        lvl
+        for lvl in range(depth)
+        if (lvl == 0 and n_sub) or (lvl >= n_sub and dims[lvl] < dims[lvl + 1])
+    )
+    envs, pre = down_sweep(net, grams, top, pre_levels)
+    pairs = []  # node-major: (n, c, k, k) environments, (n, 1, k, k) subtree Grams
+    sub = _subtree_tensors(net, n_sub)
+    for lvl in range(depth):
+        if lvl == 0 and n_sub:
+            pairs.append((None, pre[0]))
+        elif lvl < n_sub:
+            t = sub[lvl][:, None]  # (n, 1, D, r_l)
+            pairs.append((None, jnp.matmul(jnp.matmul(t, envs[lvl]), jnp.swapaxes(t, -1, -2))))
+        elif dims[lvl] < dims[lvl + 1]:
+            pairs.append((pooled[lvl][:, None], pre[lvl]))
         else:
-            pairs.append((grams[lvl], envs[lvl]))
+            pairs.append((grams[lvl][:, None], envs[lvl]))
     return pairs, log_norm
 
 
 _sweep_pairs_jit = jax.jit(_sweep_pairs, static_argnums=1)
 
 
-def _subtree_tensors(net: TreeTN) -> list[Array]:
-    """Dense subtree tensors ``T[node, d, r_l]`` (after the conv) of the lowest levels,
-    for as long as the subtree space ``M^span`` is no larger than the edge's bonds.
-    Normalised per node (the spectra are scale free)."""
-    out: list[Array] = []
-    t = net.level_weights(0)
+def _n_subtree_levels(net: TreeTN) -> int:
+    """Lowest levels whose subtree space ``M^span`` is no larger than the edge's bonds."""
     for lvl in range(net.tree.depth):
         span = net.n_inputs // net.tree.level_sizes[lvl]
         if net.m**span > min(net.dims[lvl], net.dims[lvl + 1]):
-            break
+            return lvl
+    return net.tree.depth
+
+
+def _subtree_tensors(net: TreeTN, n_levels: int) -> list[Array]:
+    """Dense subtree tensors ``T[node, d, r_l]`` (after the conv) of the lowest
+    ``n_levels`` levels. Normalised per node (the spectra are scale free)."""
+    out: list[Array] = []
+    t = net.level_weights(0)
+    for lvl in range(n_levels):
         if lvl:
             k = net.tree.windows[lvl - 1]  # the pooling that made this level's nodes
             n, d, r = t.shape
@@ -284,11 +331,8 @@ def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
             "classes='mean' averages entropies, not spectra: use classes='each' here, or "
             "edge_entropies(net, classes='mean')"
         )
-    # Called eagerly, the sweeps run as one program (op by op, the 64x64 quad tree's
-    # first call compiled hundreds of small programs). The eigenproblems stay outside
-    # it, one at a time: in one program, XLA:CPU may start two independent batched eigh
-    # calls at once (the JVP of a Gram-pair spectrum has two), each waiting for the
-    # other's worker threads (a deadlock seen with jax 0.10 on 2 cores).
+    # Called eagerly, the sweeps run as one program (op by op, a large tree's first call
+    # compiles hundreds of small programs); the eigenproblems run after it.
     pairs, log_norm = _sweep_pairs_jit(net, classes)
     probs = []
     for g_in, g_out in pairs:
@@ -296,10 +340,30 @@ def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
             lam = gram_spectrum(g_out)
         else:
             lam = gram_pair_spectrum(g_in, g_out)
-        lam = jnp.maximum(lam, 0.0)
+        lam = jnp.swapaxes(jnp.maximum(lam, 0.0), 0, 1)  # (c, n, k)
         tot = jnp.sum(lam, axis=-1, keepdims=True)
         probs.append(lam / jnp.where(tot > 0, tot, 1.0))
     return EdgeSpectra(tuple(probs), log_norm, net.tree, classes)
+
+
+def _purity_entropy(tr: Array, tr2: Array) -> Array:
+    """``-log(tr2 / tr^2)``, clipped at 0 (round-off), 0 for a zero tensor, NaN kept."""
+    ok = tr > 0
+    s = -jnp.log(jnp.where(ok, tr2, 1.0) / jnp.where(ok, tr * tr, 1.0))
+    s = jnp.maximum(s, 0.0)
+    return jnp.where(ok, s, jnp.where(jnp.isfinite(tr) & jnp.isfinite(tr2), 0.0, jnp.nan))
+
+
+def pair_renyi2(g_in: Array | None, g_out: Array) -> Array:
+    """Renyi-2 entropy of a bond from its Gram pair, without an eigendecomposition:
+    ``Tr(rho^2) / Tr(rho)^2`` with ``rho ~ G_in G_out`` (or the reduced density matrix
+    ``g_out`` itself when ``g_in`` is None)."""
+    if g_in is None:
+        tr = jnp.trace(g_out, axis1=-2, axis2=-1)
+        return _purity_entropy(tr, jnp.sum(g_out * jnp.swapaxes(g_out, -1, -2), axis=(-2, -1)))
+    p = jnp.matmul(g_in, g_out)
+    tr = jnp.trace(p, axis1=-2, axis2=-1)
+    return _purity_entropy(tr, jnp.sum(p * jnp.swapaxes(p, -1, -2), axis=(-2, -1)))
 
 
 def edge_entropies(
@@ -330,6 +394,11 @@ def edge_entropies(
         [(8,), (4,), (2,)]
     """
     mean = classes == "mean"
-    sp = edge_spectra(net, classes="each" if mean else classes)
-    ent = sp.entropy(kind, alpha=alpha)
+    if kind == "renyi2":  # traces of the Gram pairs: no eigendecomposition
+        _check_net(net)
+        pairs, _ = _sweep_pairs_jit(net, "each" if mean else classes)
+        ent = tuple(pair_renyi2(g_in, g_out).T for g_in, g_out in pairs)
+    else:
+        sp = edge_spectra(net, classes="each" if mean else classes)
+        ent = sp.entropy(kind, alpha=alpha)
     return tuple(jnp.mean(s, axis=0) for s in ent) if mean else ent

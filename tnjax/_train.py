@@ -133,12 +133,18 @@ def make_train_step(
     loss: str = "born",
     regularizer: Callable[[TreeTN], jax.Array] | None = None,
     reg_weight: float = 0.0,
+    reg_every: int = 1,
 ) -> Callable:
     """A pure ``train_step(state, (x, y)) -> (state, metrics)`` (jit it yourself).
 
     The objective is the mean per-sample loss plus ``reg_weight * regularizer(network)``,
     where ``network`` is the model's :class:`~tnjax.TreeTN` (e.g. an entropy penalty).
-    ``metrics`` holds ``loss`` (data term), ``reg`` and ``accuracy`` of the batch.
+    With ``reg_every=k`` the penalty and its gradient are computed on every ``k``-th step
+    only (steps ``0, k, 2k, ...``), with weight ``k * reg_weight`` so that its average pull
+    is unchanged ("lazy" regularization); the other steps cost what a plain step costs.
+
+    ``metrics`` holds ``loss`` (data term), ``reg`` (the penalty's value, 0 on steps
+    that skip it), ``reg_computed`` (1.0 or 0.0) and ``accuracy`` of the batch.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -151,25 +157,42 @@ def make_train_step(
         >>> step = jax.jit(make_train_step(graphdef, opt))
         >>> state, metrics = step(state, (jnp.zeros((8, 4, 4)), jnp.zeros(8, jnp.int32)))
         >>> int(state.step), sorted(metrics)
-        (1, ['accuracy', 'loss', 'reg'])
+        (1, ['accuracy', 'loss', 'reg', 'reg_computed'])
     """
     per_sample = loss_fn(loss)
+    if isinstance(reg_every, bool) or not isinstance(reg_every, int) or reg_every < 1:
+        raise ValueError(f"reg_every must be a positive int, got {reg_every!r}")
     use_reg = regularizer is not None and reg_weight != 0.0
 
-    def objective(params, x, y):
+    def objective(params, x, y, with_reg: bool):
         model = nnx.merge(graphdef, params)
         scores = model(x)
         data = jnp.mean(per_sample(scores, y))
-        reg = regularizer(model.network) if use_reg else jnp.zeros((), data.dtype)
+        reg = regularizer(model.network) if with_reg else jnp.zeros((), data.dtype)
+        reg = jnp.asarray(reg, data.dtype)
         acc = jnp.mean(predict(scores, loss=loss) == y)
-        return data + reg_weight * reg, (data, reg, acc)
+        return data + (reg_every * reg_weight) * reg, (data, reg, acc)
+
+    def grads_of(params, x, y, with_reg: bool):
+        return jax.grad(objective, has_aux=True)(params, x, y, with_reg)
 
     def train_step(state: TrainState, batch):
         x, y = batch
-        grads, (data, reg, acc) = jax.grad(objective, has_aux=True)(state.params, x, y)
+        if not use_reg or reg_every == 1:
+            grads, (data, reg, acc) = grads_of(state.params, x, y, use_reg)
+            done = jnp.asarray(1.0 if use_reg else 0.0, data.dtype)
+        else:
+            on = state.step % reg_every == 0
+            grads, (data, reg, acc) = jax.lax.cond(
+                on,
+                lambda p: grads_of(p, x, y, True),
+                lambda p: grads_of(p, x, y, False),
+                state.params,
+            )
+            done = on.astype(data.dtype)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": data, "reg": jnp.asarray(reg, data.dtype), "accuracy": acc}
+        metrics = {"loss": data, "reg": reg, "reg_computed": done, "accuracy": acc}
         return TrainState(params, opt_state, state.step + 1), metrics
 
     return train_step
@@ -280,6 +303,7 @@ def fit(
     loss: str = "born",
     regularizer: Callable[[TreeTN], jax.Array] | None = None,
     reg_weight: float = 0.0,
+    reg_every: int = 1,
     val_fraction: float = 0.1,
     patience: int | None = None,
     seed: int = 0,
@@ -306,7 +330,10 @@ def fit(
         schedule: ``"cosine"`` (warmup then cosine decay) or ``"constant"``.
         loss: ``"born"`` or ``"softmax"``.
         regularizer: ``f(network) -> scalar`` added as ``reg_weight * f`` (e.g. an entropy
-            penalty from ``tnjax.entropy_penalty``).
+            penalty from ``tnjax.entropy_penalty``). Its mean value per epoch is in the
+            history (``reg``), the progress bar and the learning-curve plot.
+        reg_every: compute the penalty and its gradient every this many steps only
+            (see :func:`make_train_step`).
         val_fraction: share of the training split held out for validation (0: none).
         patience: stop after this many epochs without a better validation loss and
             return the best epoch's model (None: train all epochs, keep the best).
@@ -372,8 +399,14 @@ def fit(
     mesh = _fit_mesh(n_devices, batch_size)
     n_traces = [0]
     raw_step = make_train_step(
-        graphdef, optimizer, loss=loss, regularizer=regularizer, reg_weight=reg_weight
+        graphdef,
+        optimizer,
+        loss=loss,
+        regularizer=regularizer,
+        reg_weight=reg_weight,
+        reg_every=reg_every,
     )
+    use_reg = regularizer is not None and reg_weight != 0.0
 
     def counted_step(state, batch):
         n_traces[0] += 1  # runs at trace time only
@@ -389,7 +422,7 @@ def fit(
         "best_epoch": None,
         "bad_epochs": 0,
         "stopped": False,
-        "sums": {"loss": 0.0, "accuracy": 0.0, "count": 0},  # running means of this epoch
+        "sums": _new_sums(),  # running means of this epoch
     }
     best_params = state.params
     if resume is not None:
@@ -402,6 +435,7 @@ def fit(
                 "resume with the same data, batch_size and epochs"
             )
         loop = meta["loop"]
+        loop["sums"] = {**_new_sums(), **loop["sums"]}
     if mesh is not None:
         state, best_params = replicate((state, best_params), mesh)
     config = getattr(model, "config", None)
@@ -439,7 +473,7 @@ def fit(
                 leave=False,
             )
             if i == 0:
-                sums = loop["sums"] = {"loss": 0.0, "accuracy": 0.0, "count": 0}
+                sums = loop["sums"] = _new_sums()
                 ep_start = time.perf_counter()
         idx = perm[i * batch_size : (i + 1) * batch_size]
         xb = x_tr[idx]
@@ -462,13 +496,19 @@ def fit(
         sums["loss"] += loss_v
         sums["accuracy"] += float(metrics["accuracy"])
         sums["count"] += 1
+        if use_reg and float(metrics["reg_computed"]):
+            sums["reg"] += float(metrics["reg"])
+            sums["reg_count"] += 1
         step += 1
         bar.update(1)
         if step % 10 == 0 or i == steps_per_epoch - 1:
-            bar.set_postfix(
-                loss=f"{sums['loss'] / sums['count']:.4f}",
-                acc=f"{sums['accuracy'] / sums['count']:.4f}",
-            )
+            post = {
+                "loss": f"{sums['loss'] / sums['count']:.4f}",
+                "acc": f"{sums['accuracy'] / sums['count']:.4f}",
+            }
+            if sums["reg_count"]:
+                post["reg"] = f"{sums['reg'] / sums['reg_count']:.4f}"
+            bar.set_postfix(**post)
         if i == steps_per_epoch - 1:  # end of epoch
             rec = {
                 "epoch": epoch + 1,
@@ -478,6 +518,8 @@ def fit(
                 "train_accuracy": sums["accuracy"] / max(sums["count"], 1),
                 "epoch_time_s": time.perf_counter() - ep_start,
             }
+            if sums["reg_count"]:
+                rec["reg"] = sums["reg"] / sums["reg_count"]
             if x_val is not None:
                 v = _run_eval(eval_step, state.params, x_val, y_val, eval_batch_size, mesh)
                 rec["val_loss"], rec["val_accuracy"] = v["loss"], v["accuracy"]
@@ -499,6 +541,8 @@ def fit(
                 msg = f"epoch {epoch + 1}: loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.4f}"
                 if "val_loss" in rec:
                     msg += f" | val loss {rec['val_loss']:.4f} acc {rec['val_accuracy']:.4f}"
+                if "reg" in rec:
+                    msg += f" | penalty {rec['reg']:.4f}"
                 tqdm.write(msg)
         if checkpoint_every and step % checkpoint_every == 0:
             checkpoint()
@@ -529,9 +573,14 @@ def fit(
             batch_size=batch_size,
             lr=lr,
             reg_weight=reg_weight,
+            reg_every=reg_every,
             config=config,
         )
     return result
+
+
+def _new_sums() -> dict:
+    return {"loss": 0.0, "accuracy": 0.0, "count": 0, "reg": 0.0, "reg_count": 0}
 
 
 def _fit_mesh(n_devices: int | None, batch_size: int):
@@ -584,14 +633,15 @@ def _write_metrics(result: FitResult, loop, out_dir, *, data, config, **hyper) -
 
 
 def plot_learning_curve(history: list[dict], path: str) -> str:
-    """Loss and accuracy per epoch (train, and validation when present) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Loss and accuracy per epoch (train, and validation when present), and the
+    regularizer's value when one was used, as a PNG."""
+    from matplotlib.figure import Figure
 
     ep = [h["epoch"] for h in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    has_reg = any("reg" in h for h in history)
+    fig = Figure(figsize=(13.5 if has_reg else 9, 3.5), layout="tight")
+    axes = fig.subplots(1, 3 if has_reg else 2)
+    a1, a2 = axes[0], axes[1]
     a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
     a2.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
     if "val_loss" in history[0]:
@@ -599,12 +649,15 @@ def plot_learning_curve(history: list[dict], path: str) -> str:
         a2.plot(ep, [h["val_accuracy"] for h in history], "s-", label="validation")
     a1.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
     a2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for a in (a1, a2):
+    if has_reg:
+        a3 = axes[2]
+        a3.plot(ep, [h.get("reg", float("nan")) for h in history], "o-", color="tab:purple",
+                label="penalty")  # fmt: skip
+        a3.set(xlabel="epoch", ylabel="entropy (nats)", title="regularizer")
+    for a in axes:
         a.grid(alpha=0.3)
         a.legend()
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

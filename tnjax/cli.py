@@ -138,11 +138,30 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", choices=("born", "softmax"), default="born")
     t.add_argument(
         "--regularizer",
-        choices=("none", "entropy"),
+        choices=REGULARIZERS,
         default="none",
-        help="entropy: tnjax.entropy_penalty over the report's partitions",
+        help="tnjax.entropy_penalty across: every tree edge (edges), the left/right and "
+        "top/bottom halves (halves), one of them, or the report's partitions (report)",
     )
-    t.add_argument("--reg-weight", type=float, default=0.0)
+    t.add_argument(
+        "--reg-kind",
+        choices=("renyi2", "von_neumann"),
+        default="renyi2",
+        help="entropy of the penalty (renyi2 needs no eigendecomposition)",
+    )
+    t.add_argument(
+        "--reg-weight",
+        type=float,
+        default=0.0,
+        help="> 0 penalises entanglement across the partitions, < 0 rewards it",
+    )
+    t.add_argument(
+        "--reg-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="compute the penalty (weighted K times) every K steps only",
+    )
     t.add_argument(
         "--val-fraction",
         type=float,
@@ -200,19 +219,27 @@ def _report(net, out_dir, names=None):
     return rows
 
 
-def _regularizer(kind, shape):
-    if kind == "none":
+REGULARIZERS = ("none", "edges", "halves", "left_right", "top_bottom", "report")
+
+
+def _regularizer(name, kind, shape):
+    """The ``--regularizer`` choice as ``f(network) -> penalty`` (None for ``none``)."""
+    if name == "none":
         return None
     import tnjax
     from tnjax._report import standard_partitions
 
-    penalty = getattr(tnjax, "entropy_penalty", None)
-    if penalty is None:
-        raise SystemExit(
-            "tnjax: --regularizer entropy needs tnjax.entropy_penalty (not in this build)"
+    if name == "edges":
+        parts = "edges"
+    elif name == "halves":
+        parts = standard_partitions(
+            shape, ["left_right", "top_bottom"] if len(shape) == 2 else ["left_right"]
         )
-    parts = standard_partitions(shape)
-    return lambda net: penalty(net, parts)
+    elif name == "report":
+        parts = standard_partitions(shape)
+    else:
+        parts = standard_partitions(shape, [name])
+    return lambda net: tnjax.entropy_penalty(net, parts, kind=kind)
 
 
 def cmd_train(args) -> int:
@@ -226,6 +253,19 @@ def cmd_train(args) -> int:
         tnjax.initialize_multihost()
 
     preset = PRESETS[args.dataset]
+    if args.reg_every < 1:
+        print(
+            f"tnjax train: --reg-every must be a positive integer, got {args.reg_every}",
+            file=sys.stderr,
+        )
+        return 2
+    if (args.regularizer == "none") != (args.reg_weight == 0):
+        print(
+            "tnjax train: --regularizer and --reg-weight go together: name the partitions "
+            "(--regularizer edges|halves|...) and give a non-zero --reg-weight",
+            file=sys.stderr,
+        )
+        return 2
 
     def pick(name):
         v = getattr(args, name)
@@ -279,8 +319,9 @@ def cmd_train(args) -> int:
         batch_size=pick("batch_size"),
         lr=pick("lr"),
         loss=args.loss,
-        regularizer=_regularizer(args.regularizer, model.network.tree.shape),
+        regularizer=_regularizer(args.regularizer, args.reg_kind, model.network.tree.shape),
         reg_weight=args.reg_weight,
+        reg_every=args.reg_every,
         val_fraction=pick("val_fraction"),
         patience=args.patience,
         augment=tnjax.random_shift(pick("augment")) if pick("augment") else None,
