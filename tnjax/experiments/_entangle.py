@@ -120,12 +120,7 @@ def entropies(net, partitions: Sequence[Partition], *, budget: float = RENYI_BUD
 def level_entropies(net, *, kind: str = "von_neumann") -> list[float]:
     """Mean entropy of the tree edges of each level: level ``l`` edges cut out an aligned
     ``2^l x 2^l`` block (quad tree), so this is the entropy of aligned blocks of side
-    ``1, 2, 4, ..., 32``.
-
-    Not jitted as a whole on purpose: in one jitted program XLA:CPU may start two
-    batched ``eigh`` calls at once, each waiting for the other's worker threads (a
-    deadlock seen with jax 0.10 on 2 cores). Called eagerly, ``edge_spectra`` runs
-    its sweeps as one program and its eigenproblems one at a time."""
+    ``1, 2, 4, ..., 32``. Computed in float64."""
     with jax.enable_x64(True):
         ent = edge_entropies(net.astype(jnp.float64), kind=kind)
         return [float(np.mean(np.asarray(e))) for e in ent]
