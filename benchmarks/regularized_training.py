@@ -98,8 +98,16 @@ def main(argv=None) -> int:
         fit_kw.pop("loss")
         augment = spec["augment_shift"]
     rows = [
-        run(name, w, data=data, config=config, fit_kw=fit_kw, augment=augment, out=out,
-            progress=not args.no_progress)  # fmt: skip
+        run(
+            name,
+            w,
+            data=data,
+            config=config,
+            fit_kw=fit_kw,
+            augment=augment,
+            out=out,
+            progress=not args.no_progress,
+        )  # fmt: skip
         for name, w in (("none", 0.0), ("penalised", args.weight), ("rewarded", -args.weight))
     ]
     path = write_json("regularized_training", {"quick": args.quick, "epochs": fit_kw["epochs"],

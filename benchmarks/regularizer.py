@@ -29,7 +29,7 @@ import numpy as np
 from _common import (
     block,
     keep_freed_memory,
-        parser,
+    parser,
     plot_path,
     time_interleaved,
     write_json,
@@ -118,13 +118,14 @@ def run_model(name: str, *, rounds: int, progress: bool) -> dict:
             if parts != "edges":
                 try:
                     plans = [tnjax.renyi2_plan(net, p) for p in parts]
+                    jax.eval_shape(lambda n, parts=parts: tnjax.entropy_penalty(n, parts), net)
                 except ValueError as err:
                     row.update(refused=str(err))
                     rows[pname] = row
                     continue
                 row["routes"] = sorted({p.route for p in plans})
                 row["est_flops"] = sum(p.flops for p in plans)
-                row["est_bytes"] = max(p.bytes for p in plans)
+                row["est_bytes"] = sum(p.bytes for p in plans)
                 row["mixed_nodes"] = sum(p.mixed_nodes for p in plans)
             reg = lambda n, parts=parts, kind=kind, classes=classes: tnjax.entropy_penalty(  # noqa: E731
                 n, parts, kind=kind, classes=classes

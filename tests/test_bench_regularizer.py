@@ -8,7 +8,9 @@ def test_quick_regularizer_benchmark(tmp_path):
     payload = run_quick_benchmark("regularizer", tmp_path, timeout=600)
     (res,) = payload["results"]
     rows = res["penalties"]
-    assert {"none", "edges (von Neumann)", "edges (Renyi-2)", "left/right", "checkerboard"} <= set(rows)
+    assert {"none", "edges (von Neumann)", "edges (Renyi-2)", "left/right", "checkerboard"} <= set(
+        rows
+    )
     for name, row in rows.items():
         if "refused" in row:
             assert "max_bytes" in row["refused"]

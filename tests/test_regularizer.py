@@ -325,3 +325,42 @@ def test_fit_logs_the_penalty_per_epoch(tmp_path):
     final = float(entropy_penalty(res.model.network, part))
     assert abs(final - res.history[-1]["reg"]) < 0.5 * res.history[-1]["reg"] + 0.05
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_penalty_budgets_the_sum_of_its_partitions():
+    net = convac(jax.random.key(0), Tree.quad(8), m=4, channels=8, n_classes=10)
+    blocks = [Partition.block((8, 8), start=(i, j), size=4) for i in (1, 3) for j in (1, 3)]
+    each = [renyi2_plan(net, p).bytes for p in blocks]
+    budget = 0.5 * (max(each) + sum(each))  # each fits alone, all four do not
+    for p in blocks:
+        renyi2_plan(net, p, max_bytes=budget)
+    with pytest.raises(ValueError, match="over 4 partitions needs an estimated"):
+        jax.eval_shape(lambda n: entropy_penalty(n, blocks, max_bytes=budget), net)
+
+
+def test_four_copy_root_stays_finite_for_a_class_at_the_bottom_of_the_spectrum():
+    """A class vector along the root Gram's smallest eigenvector (norm ~1e-12 of the
+    largest): the jitted float32 gradient stays finite and the value matches float64
+    (in float32 the old normalisation made Tr(rho) tiny, its square a flushed subnormal,
+    and the gradient NaN)."""
+    from tnjax._sweep import up_sweep
+
+    # one channel at level 1: the root Gram has rank 1, and a class vector 1e-7 off its
+    # null space has a norm 1e-14 of the other's
+    net = convac(jax.random.key(5), Tree.quad(8), m=4, channels=(4, 1, 16), n_classes=2,
+                 dtype=jnp.float64)  # fmt: skip
+    root = np.asarray(up_sweep(net)[2])
+    w, u = np.linalg.eigh(root)
+    assert w[-2] / w[-1] < 1e-12
+    v0 = u[:, 0] + 1e-7 * u[:, -1]
+    net = net.replace(out=jnp.asarray(np.stack([v0, u[:, -1]], axis=1)))
+    part = Partition.left_right((8, 8))
+    want = np.asarray(renyi2(net, part, classes="each", route="four_copy"))
+    net32 = net.astype(jnp.float32)
+    f = jax.jit(jax.grad(lambda n: renyi2(n, part, route="four_copy")))
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(f(net32)))
+    got = np.asarray(jax.jit(lambda n: renyi2(n, part, classes="each", route="four_copy"))(net32))
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5)
+    # class 0 is below float32's resolution: undetermined, but within the min-cut bound
+    chi = renyi2_plan(net, part).chi
+    assert 0.0 <= got[0] <= np.log(chi) + 1e-6

@@ -76,7 +76,10 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
             With ``scaled=False``, ``log_scale`` is zero.
 
     Returns:
-        :class:`Scores` with ``h = exp(log_scale) * scores``.
+        :class:`Scores` with ``h = exp(log_scale) * scores``. A float16 or bfloat16
+        network is contracted in float32 (its weights as stored, upcast), and the scores
+        are float32: in half precision the pooled vectors' norms and the log-scales
+        lose the scores from about a thousand inputs on.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -86,6 +89,9 @@ def contract(net: TreeTN, features: Float[Array, "batch n m"], *, scaled: bool =
         (7, 5)
     """
     check_features(net, features)
+    if jnp.dtype(net.dtype).itemsize < 4:
+        net = net.astype(jnp.float32)
+        features = features.astype(jnp.float32)
     x = _leaves(net, features)  # (nodes, batch, channels) in leaf order
     windows = net.tree.windows
     depth = len(windows)

@@ -205,7 +205,7 @@ def cut_grams(net: TreeTN, cut: MinCut, classes, sub_grams=None) -> tuple[Array,
 
 
 def _cut_of(net: TreeTN, partition, classes, max_rank: int):
-    partition = as_partition(partition, net.n_inputs)
+    partition = as_partition(partition, net.n_inputs, net.tree.shape)
     if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
         raise ValueError(f"max_rank must be a positive int, got {max_rank!r}")
     _, summed = class_top(net, classes)

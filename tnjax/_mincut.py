@@ -450,7 +450,7 @@ def min_cut(
         (16, 'input')
     """
     tree, dims = _tree_and_dims(net_or_tree, dims)
-    partition = as_partition(partition, tree.n_inputs)
+    partition = as_partition(partition, tree.n_inputs, tree.shape)
     if method not in _METHODS:
         raise ValueError(f"unknown min-cut method {method!r}: use one of {tuple(_METHODS)}")
     return _cut(tree, dims, partition, method)
@@ -521,7 +521,7 @@ def plot_cut(
     import matplotlib.pyplot as plt
 
     tree, dims = _tree_and_dims(net_or_tree, dims)
-    partition = as_partition(partition, tree.n_inputs)
+    partition = as_partition(partition, tree.n_inputs, tree.shape)
     if cut is None:
         cut = _cut(tree, dims, partition, "tree")
     elif cut.tree != tree or cut.dims != dims or cut.partition.mask != partition.mask:

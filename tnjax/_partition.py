@@ -189,8 +189,10 @@ def _check_indices(indices: Iterable[int], n: int, what: str) -> set[int]:
     return seen
 
 
-def as_partition(partition, n_inputs: int) -> Partition:
-    """Accept a :class:`Partition` or a boolean mask; check it fits ``n_inputs`` inputs."""
+def as_partition(partition, n_inputs: int, shape: Sequence[int] | None = None) -> Partition:
+    """Accept a :class:`Partition` or a boolean mask; check it fits ``n_inputs`` inputs
+    and, given the network's input layout ``shape``, that layout (a flat mask of
+    ``n_inputs`` entries fits any layout: inputs are numbered row-major)."""
     if not isinstance(partition, Partition):
         arr = np.asarray(partition)
         if arr.dtype != bool:
@@ -202,5 +204,10 @@ def as_partition(partition, n_inputs: int) -> Partition:
     if partition.n_inputs != n_inputs:
         raise ValueError(
             f"partition covers {partition.n_inputs} inputs but the network has {n_inputs}"
+        )
+    if shape is not None and len(partition.shape) > 1 and tuple(partition.shape) != tuple(shape):
+        raise ValueError(
+            f"partition {partition.name!r} was built for a {partition.shape} layout but the "
+            f"network's inputs are laid out as {tuple(shape)}: build it on that shape"
         )
     return partition

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -93,6 +94,9 @@ def entanglement_report(
     *,
     plot_dir: str | None = None,
     max_renyi2_entries: int = 2**28,
+    max_rank: int = 1024,
+    max_bytes: float = 2 * 2**30,
+    progress: bool = True,
 ) -> list[dict]:
     """Min-cut bound (bits) and, where tnjax provides them, entropies (bits) of each
     partition of ``net``'s inputs; with ``plot_dir``, one min-cut drawing per partition.
@@ -100,8 +104,10 @@ def entanglement_report(
     Entropies are of the coefficient tensor of each class, averaged over classes.
     ``renyi2`` is skipped (``None``, with a ``renyi2_bits_error`` saying why) where its
     sweep would hold more than ``max_renyi2_entries`` numbers at one level (see
-    :func:`renyi2_cost`); the von Neumann entropy where the min-cut rank is over the
-    spectrum function's budget.
+    :func:`renyi2_cost`) or its plan over ``max_bytes`` (:func:`tnjax.renyi2_plan`); the von
+    Neumann entropy where the min-cut rank is over ``max_rank`` (the spectrum costs
+    ``rank^3``). Each row records the seconds it took; a progress bar shows the
+    partitions done (on a terminal).
 
     Example:
         >>> import jax
@@ -115,9 +121,16 @@ def entanglement_report(
     if not isinstance(net, TreeTN):
         raise TypeError(f"net must be a tnjax.TreeTN (model.network), got {type(net).__name__}")
     parts = standard_partitions(net.tree.shape) if partitions is None else list(partitions)
+    import time
+
+    from tqdm.auto import tqdm
+
     fns = _entropy_fns()
     rows = []
-    for p in parts:
+    bar = tqdm(parts, desc="entanglement report", leave=False,
+               disable=not progress or not sys.stderr.isatty())  # fmt: skip
+    for p in bar:
+        t_row = time.perf_counter()
         cut = min_cut(net, p)
         row = {"partition": p.name, "min_cut_bits": float(cut.log2_rank), "min_cut_rank": cut.rank}
         for col, f in fns.items():
@@ -130,8 +143,9 @@ def entanglement_report(
                         f"max_renyi2_entries={max_renyi2_entries:.3g}"
                     )
                     continue
+            kw = {"max_bytes": max_bytes} if col == "renyi2_bits" else {"max_rank": max_rank}
             try:
-                val = np.asarray(f(net, p), dtype=np.float64)
+                val = np.asarray(f(net, p, **kw), dtype=np.float64)
             except ValueError as e:  # e.g. a budget the function refuses
                 row[col] = None
                 row[col + "_error"] = str(e)
@@ -150,6 +164,7 @@ def entanglement_report(
             fig.savefig(path, dpi=90)
             plt.close(fig)
             row["plot"] = path
+        row["seconds"] = time.perf_counter() - t_row
         rows.append(row)
     return rows
 

@@ -136,10 +136,23 @@ def entropy_penalty(
         ent = edge_entropies(net, kind=kind, alpha=alpha, classes=classes)
         total = sum(jnp.sum(e) for e in ent)
         return total / sum(e.size for e in ent)
-    sweep = up_sweep(net)  # shared by every partition
     inner = "each" if classes == "mean" else classes
+    parts = _as_partition_list(partitions)
+    if kind == "renyi2":  # the partitions' residuals are held together: budget their sum
+        plans = [renyi2_plan(net, p, classes=classes, max_bytes=max_bytes) for p in parts]
+        total = sum(p.bytes for p in plans)
+        if total > max_bytes:
+            worst = max(range(len(plans)), key=lambda i: plans[i].bytes)
+            raise ValueError(
+                f"entropy_penalty over {len(plans)} partitions needs an estimated "
+                f"{total / 1e9:.3g} GB with its gradient (the largest, "
+                f"{getattr(parts[worst], 'name', worst)!r}, {plans[worst].bytes / 1e9:.3g} GB): "
+                f"over max_bytes={max_bytes / 1e9:.3g} GB. Raise max_bytes, or use fewer "
+                "partitions or ones that follow the tree"
+            )
+    sweep = up_sweep(net)  # shared by every partition
     values = []
-    for part in _as_partition_list(partitions):
+    for part in parts:
         if kind == "renyi2":
             v = renyi2(net, part, classes=classes, max_bytes=max_bytes, sweep=sweep)
         else:

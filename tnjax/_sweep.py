@@ -347,9 +347,11 @@ def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
 
 
 def _purity_entropy(tr: Array, tr2: Array) -> Array:
-    """``-log(tr2 / tr^2)``, clipped at 0 (round-off), 0 for a zero tensor, NaN kept."""
+    """``-log(tr2 / tr^2)`` in logs (``tr^2`` may underflow where ``tr`` does not),
+    clipped at 0 (round-off), 0 for a zero tensor, NaN kept."""
     ok = tr > 0
-    s = -jnp.log(jnp.where(ok, tr2, 1.0) / jnp.where(ok, tr * tr, 1.0))
+    tiny = jnp.finfo(tr.dtype).tiny
+    s = 2.0 * jnp.log(jnp.where(ok, tr, 1.0)) - jnp.log(jnp.where(tr2 > tiny, tr2, tiny))
     s = jnp.maximum(s, 0.0)
     return jnp.where(ok, s, jnp.where(jnp.isfinite(tr) & jnp.isfinite(tr2), 0.0, jnp.nan))
 

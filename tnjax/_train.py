@@ -17,6 +17,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -36,6 +39,8 @@ from tnjax._parallel import BATCH_AXIS, batch_mesh, replicate, shard_batch
 
 __all__ = [
     "FitResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
     "TrainState",
     "evaluate",
     "fit",
@@ -49,6 +54,24 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.msgpack"
+
+
+class TrainingInterrupted(Exception):
+    """:func:`fit` stopped by SIGINT or SIGTERM after saving a checkpoint to resume from.
+
+    Attributes: ``signum``, ``step`` (steps done) and ``checkpoint`` (its path, or None
+    without ``out_dir``).
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (no out_dir)"
+        super().__init__(f"interrupted by {signal.Signals(signum).name} after step {step}; {where}")
+
+
+class TrainingDiverged(FloatingPointError):
+    """:func:`fit` stopped because the loss became non-finite (the last good state is in
+    the checkpoint, when there is an ``out_dir``)."""
 
 
 class TrainState(NamedTuple):
@@ -144,7 +167,8 @@ def make_train_step(
     is unchanged ("lazy" regularization); the other steps cost what a plain step costs.
 
     ``metrics`` holds ``loss`` (data term), ``reg`` (the penalty's value, 0 on steps
-    that skip it), ``reg_computed`` (1.0 or 0.0) and ``accuracy`` of the batch.
+    that skip it), ``reg_computed`` (1.0 or 0.0), ``accuracy`` of the batch and
+    ``grad_norm`` (the global norm of the gradient, before clipping).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -157,7 +181,7 @@ def make_train_step(
         >>> step = jax.jit(make_train_step(graphdef, opt))
         >>> state, metrics = step(state, (jnp.zeros((8, 4, 4)), jnp.zeros(8, jnp.int32)))
         >>> int(state.step), sorted(metrics)
-        (1, ['accuracy', 'loss', 'reg', 'reg_computed'])
+        (1, ['accuracy', 'grad_norm', 'loss', 'reg', 'reg_computed'])
     """
     per_sample = loss_fn(loss)
     if isinstance(reg_every, bool) or not isinstance(reg_every, int) or reg_every < 1:
@@ -192,7 +216,13 @@ def make_train_step(
             done = on.astype(data.dtype)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": data, "reg": reg, "reg_computed": done, "accuracy": acc}
+        metrics = {
+            "loss": data,
+            "reg": reg,
+            "reg_computed": done,
+            "accuracy": acc,
+            "grad_norm": optax.global_norm(grads).astype(data.dtype),
+        }
         return TrainState(params, opt_state, state.step + 1), metrics
 
     return train_step
@@ -376,6 +406,7 @@ def fit(
     if checkpoint_every is not None and out_dir is None:
         raise ValueError("checkpoint_every needs out_dir= to write checkpoints into")
     loss_fn(loss)
+    _check_data_meets_model(model, data, loss)
     if val_fraction:
         x_tr, y_tr, x_val, y_val = split_validation(
             data.x_train, data.y_train, fraction=val_fraction, seed=seed
@@ -425,6 +456,22 @@ def fit(
         "sums": _new_sums(),  # running means of this epoch
     }
     best_params = state.params
+    run_sig = {  # what a resumed run must share with the one it continues
+        "dataset": data.name,
+        "n_train": int(len(data.x_train)),
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "schedule": schedule,
+        "warmup_steps": warmup_steps,
+        "weight_decay": weight_decay,
+        "clip": clip,
+        "loss": loss,
+        "val_fraction": val_fraction,
+        "reg_weight": reg_weight if regularizer is not None else 0.0,
+        "reg_every": reg_every,
+    }
     if resume is not None:
         path = os.path.join(resume, CHECKPOINT) if os.path.isdir(resume) else resume
         (state, best_params), meta = load_checkpoint(path, (state, best_params))
@@ -433,6 +480,13 @@ def fit(
                 f"{path!r} was written by a run with {meta.get('steps_per_epoch')} steps per epoch "
                 f"and {meta.get('total_steps')} steps in all, not {steps_per_epoch} and {total}: "
                 "resume with the same data, batch_size and epochs"
+            )
+        old = meta.get("run") or {}
+        diff = [f"{k} {old[k]!r} -> {v!r}" for k, v in run_sig.items() if k in old and old[k] != v]
+        if diff:
+            raise CheckpointError(
+                f"{path!r} was written by a run with other settings ({'; '.join(diff)}): resume "
+                "with the settings it was started with, or start a new run"
             )
         loop = meta["loop"]
         loop["sums"] = {**_new_sums(), **loop["sums"]}
@@ -449,11 +503,13 @@ def fit(
             "total_steps": total,
             "model_config": config.to_json() if config is not None else None,
             "loss": loss,
+            "run": run_sig,
         }
         save_checkpoint(os.path.join(out_dir, CHECKPOINT), (state, best_params), meta=meta)
 
     step = int(state.step)
     limit = total if max_steps is None else min(total, int(max_steps))
+    stop = _SignalStop(enabled=out_dir is not None)
     train_time = 0.0
     compile_time = 0.0
     sums = loop["sums"]
@@ -469,7 +525,8 @@ def fit(
                 total=steps_per_epoch,
                 initial=i,
                 desc=f"epoch {epoch + 1}/{epochs}",
-                disable=not progress,
+                # off a terminal the bar's carriage returns are noise: a line per epoch
+                disable=not progress or not sys.stderr.isatty(),
                 leave=False,
             )
             if i == 0:
@@ -482,17 +539,38 @@ def fit(
         batch = (xb, y_tr[idx])
         batch = tuple(map(jnp.asarray, batch)) if mesh is None else shard_batch(batch, mesh)
         t0 = time.perf_counter()
+        good = state
         state, metrics = train_step(state, batch)
         loss_v = float(metrics["loss"])  # blocks: honest timing
         dt = time.perf_counter() - t0
         if n_traces[0] and not compile_time:  # the first step of this call compiles
             compile_time = dt
         train_time += dt
-        if not math.isfinite(loss_v):
-            raise FloatingPointError(
-                f"training loss became {loss_v} at step {step}: lower lr (now {lr}) or "
-                "use init='identity'"
+        reg_v = float(metrics["reg"]) if use_reg else 0.0
+        gnorm = float(metrics["grad_norm"])
+        if not (math.isfinite(loss_v) and math.isfinite(reg_v) and math.isfinite(gnorm)):
+            bar.close()
+            stop.restore()
+            state = good  # keep the last good state
+            checkpoint()
+            what, value = (
+                ("training loss", loss_v)
+                if not math.isfinite(loss_v)
+                else ("regularizer", reg_v)
+                if not math.isfinite(reg_v)
+                else ("gradient norm", gnorm)
             )
+            cause = (
+                "the inputs of this batch are not finite"
+                if not np.all(np.isfinite(np.asarray(xb)))
+                else f"the learning rate (lr={lr}) or reg_weight={reg_weight} is too large"
+            )
+            saved = (
+                f"; the last good state is in {os.path.join(out_dir, CHECKPOINT)}"
+                if out_dir
+                else ""
+            )
+            raise TrainingDiverged(f"{what} became {value} at step {step}: likely {cause}{saved}")
         sums["loss"] += loss_v
         sums["accuracy"] += float(metrics["accuracy"])
         sums["count"] += 1
@@ -546,6 +624,14 @@ def fit(
                 tqdm.write(msg)
         if checkpoint_every and step % checkpoint_every == 0:
             checkpoint()
+        if stop.signum is not None:
+            bar.close()
+            stop.restore()
+            checkpoint()
+            raise TrainingInterrupted(
+                stop.signum, step, os.path.join(out_dir, CHECKPOINT) if out_dir else None
+            )
+    stop.restore()
     if bar is not None:
         bar.close()
     finished = loop["stopped"] or step >= total
@@ -577,6 +663,48 @@ def fit(
             config=config,
         )
     return result
+
+
+class _SignalStop:
+    """SIGINT / SIGTERM set a flag that the loop checks after each step (a second
+    SIGINT interrupts at once). Only from the main thread, where handlers can be set."""
+
+    def __init__(self, *, enabled: bool):
+        self.signum = None
+        self._old = {}
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+def _check_data_meets_model(model, data: Dataset, loss: str) -> None:
+    """Labels within the model's classes, finite inputs, at least two classes."""
+    net = getattr(model, "network", None)
+    n_out = net.n_classes if isinstance(net, TreeTN) else None
+    if n_out is not None and n_out < 2:
+        raise ValueError(f"the model has {n_out} class: a {loss} classifier needs n_classes >= 2")
+    for split, y in (("training", data.y_train), ("test", data.y_test)):
+        y = np.asarray(y)
+        if y.size and (y.min() < 0 or (n_out is not None and y.max() >= n_out)):
+            bad = int(y.min()) if y.min() < 0 else int(y.max())
+            raise ValueError(
+                f"{split} label {bad} is outside the model's classes 0..{n_out - 1}: build the "
+                f"model with n_classes={max(int(y.max()) + 1, data.n_classes)}"
+            )
+    for split, x in (("training", data.x_train), ("test", data.x_test)):
+        if not np.all(np.isfinite(np.asarray(x))):
+            raise ValueError(f"the {split} inputs hold NaN or inf: clean the data first")
 
 
 def _new_sums() -> dict:

@@ -20,6 +20,8 @@ from tnjax._losses import accuracy, born_nll, predict, softmax_nll
 from tnjax._report import entanglement_report, format_report, renyi2_cost, standard_partitions
 from tnjax._train import (
     FitResult,
+    TrainingDiverged,
+    TrainingInterrupted,
     TrainState,
     evaluate,
     fit,
@@ -38,6 +40,8 @@ __all__ = [
     "Dataset",
     "FitResult",
     "TrainState",
+    "TrainingDiverged",
+    "TrainingInterrupted",
     "accuracy",
     "born_nll",
     "dataset_from_arrays",

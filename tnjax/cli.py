@@ -107,6 +107,46 @@ def _windows(text: str | None):
     return tuple(out)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {v}")
+    return v
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tnjax", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -117,11 +157,11 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="download MNIST into ~/.cache/tnjax")
     t.add_argument("--arch", choices=("deep", "shallow"), default="deep")
     t.add_argument("--channels", default=None, help="deep: r_0..r_{L-1}, e.g. 32 or 16,32,64")
-    t.add_argument("--z", type=int, default=256, help="shallow: width")
+    t.add_argument("--z", type=_positive_int, default=256, help="shallow: width")
     t.add_argument("--representation", choices=("conv", "trig", "gaussian"), default=None)
-    t.add_argument("--m", type=int, default=None, help="representation size M")
-    t.add_argument("--patch", type=int, default=None)
-    t.add_argument("--stride", type=int, default=None)
+    t.add_argument("--m", type=_positive_int, default=None, help="representation size M")
+    t.add_argument("--patch", type=_positive_int, default=None)
+    t.add_argument("--stride", type=_positive_int, default=None)
     t.add_argument("--geometry", choices=("quad", "mirror", "grid", "binary", "flat"), default=None)
     t.add_argument("--windows", default=None, help="grid windows, e.g. 2x2,2x2,2x2")
     t.add_argument("--pad-to", default=None, help="pad inputs to HxW first, e.g. 32x32")
@@ -132,9 +172,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="raw input value to make neutral (e.g. 0 for black backgrounds of large images)",
     )
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--epochs", type=_positive_int, default=None)
+    t.add_argument("--batch-size", type=_positive_int, default=None)
+    t.add_argument("--lr", type=_positive_float, default=None)
     t.add_argument("--loss", choices=("born", "softmax"), default="born")
     t.add_argument(
         "--regularizer",
@@ -157,28 +197,45 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--reg-every",
-        type=int,
+        type=_positive_int,
         default=1,
         metavar="K",
         help="compute the penalty (weighted K times) every K steps only",
     )
     t.add_argument(
         "--val-fraction",
-        type=float,
+        type=_fraction,
         default=None,
         help="held out for validation / early stopping (digits 0, mnist 1/12)",
     )
     t.add_argument(
         "--augment",
-        type=int,
+        type=_nonneg_int,
         default=None,
         metavar="PIXELS",
         help="random translations of up to PIXELS (digits 0, mnist 2)",
     )
-    t.add_argument("--patience", type=int, default=None)
-    t.add_argument("--max-train", type=int, default=None, help="use only the first N samples")
+    t.add_argument("--patience", type=_positive_int, default=None)
+    t.add_argument(
+        "--max-train", type=_positive_int, default=None, help="use only the first N samples"
+    )
     t.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out from its checkpoint (same settings)",
+    )
+    t.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in --out (all its files)"
+    )
+    t.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="STEPS",
+        help="checkpoint every STEPS steps too (always at the end and when interrupted)",
+    )
+    t.add_argument("--seed", type=_nonneg_int, default=0)
     t.add_argument(
         "--devices",
         type=int,
@@ -242,6 +299,33 @@ def _regularizer(name, kind, shape):
     return lambda net: tnjax.entropy_penalty(net, parts, kind=kind)
 
 
+def _check_out(out: str, *, resume: bool, overwrite: bool) -> str | None:
+    """Why ``--out`` cannot be used as asked (None if it can); clears it for --overwrite."""
+    import shutil
+
+    from tnjax._train import CHECKPOINT
+
+    if resume and overwrite:
+        return "--resume continues the run in --out, --overwrite replaces it: give one"
+    if os.path.exists(out) and not os.path.isdir(out):
+        return f"--out {out} is a file: name a folder for the run"
+    entries = os.listdir(out) if os.path.isdir(out) else []
+    if resume:
+        if CHECKPOINT not in entries:
+            return f"--resume: {out} holds no {CHECKPOINT} to continue from"
+        return None
+    if entries and not overwrite:
+        return (
+            f"--out {out} already holds files (an earlier run?): --resume to continue it, "
+            "--overwrite to replace it, or name another folder"
+        )
+    if entries:
+        if not {"metrics.json", CHECKPOINT} & set(entries):
+            return f"--overwrite: {out} does not look like a tnjax run folder; not deleting it"
+        shutil.rmtree(out)
+    return None
+
+
 def cmd_train(args) -> int:
     import jax
 
@@ -253,12 +337,6 @@ def cmd_train(args) -> int:
         tnjax.initialize_multihost()
 
     preset = PRESETS[args.dataset]
-    if args.reg_every < 1:
-        print(
-            f"tnjax train: --reg-every must be a positive integer, got {args.reg_every}",
-            file=sys.stderr,
-        )
-        return 2
     if (args.regularizer == "none") != (args.reg_weight == 0):
         print(
             "tnjax train: --regularizer and --reg-weight go together: name the partitions "
@@ -271,13 +349,28 @@ def cmd_train(args) -> int:
         v = getattr(args, name)
         return preset[name] if v is None else v
 
+    pad = pick("pad_to")  # the text flags parsed before any work
+    channels = _ints(pick("channels"), "--channels")
+    windows = _windows(args.windows)
+    pad = _ints(pad, "--pad-to") if pad else None
+    if args.download and args.data_dir:
+        print("tnjax train: --download fetches into ~/.cache/tnjax; drop --data-dir or --download",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    out = args.out or os.path.join("runs", args.dataset)
+    problem = _check_out(out, resume=args.resume, overwrite=args.overwrite)
+    if problem:
+        print(f"tnjax train: {problem}", file=sys.stderr)
+        return 2
+
     if args.dataset == "digits":
         data = tnjax.load_digits()  # fixed split; --seed sets init and shuffles
     else:
         try:
             data = tnjax.load_mnist(args.data_dir, download=args.download)
         except tnjax.DataError as e:
-            raise SystemExit(f"tnjax: {e}") from None
+            print(f"tnjax train: {e}", file=sys.stderr)
+            return 1
     if args.max_train is not None:
         k = args.max_train
         data = tnjax.dataset_from_arrays(
@@ -288,33 +381,32 @@ def cmd_train(args) -> int:
             n_classes=data.n_classes,
             name=data.name,
         )
-    pad = pick("pad_to")
-    channels = _ints(pick("channels"), "--channels")
-    config = ModelConfig(
-        input_shape=data.input_shape,
-        n_classes=data.n_classes,
-        architecture=args.arch,
-        geometry=pick("geometry"),
-        windows=_windows(args.windows),
-        pad_to=_ints(pad, "--pad-to") if pad else None,
-        representation=pick("representation"),
-        m=pick("m"),
-        patch=pick("patch"),
-        stride=pick("stride"),
-        channels=channels[0] if len(channels) == 1 else channels,
-        z=args.z,
-        shared=args.shared,
-        noise=preset["noise"],
-        background=args.background,
-    )
-    model = make_model(config, key=jax.random.key(args.seed))
-    out = args.out or os.path.join("runs", args.dataset)
+    try:
+        config = ModelConfig(
+            input_shape=data.input_shape,
+            n_classes=data.n_classes,
+            architecture=args.arch,
+            geometry=pick("geometry"),
+            windows=windows,
+            pad_to=pad,
+            representation=pick("representation"),
+            m=pick("m"),
+            patch=pick("patch"),
+            stride=pick("stride"),
+            channels=channels[0] if len(channels) == 1 else channels,
+            z=args.z,
+            shared=args.shared,
+            noise=preset["noise"],
+            background=args.background,
+        )
+        model = make_model(config, key=jax.random.key(args.seed))
+    except (ValueError, TypeError) as e:
+        print(f"tnjax train: {e}", file=sys.stderr)
+        return 2
     print(f"tnjax train: {data.name}, {len(data.x_train)} train / {len(data.x_test)} test samples")
     print(f"model: {model.network!r}, representation {config.representation} (M={config.m})")
     t0 = time.perf_counter()
-    result = tnjax.fit(
-        model,
-        data,
+    fit_kw = dict(
         epochs=pick("epochs"),
         batch_size=pick("batch_size"),
         lr=pick("lr"),
@@ -327,9 +419,26 @@ def cmd_train(args) -> int:
         augment=tnjax.random_shift(pick("augment")) if pick("augment") else None,
         seed=args.seed,
         out_dir=out,
+        checkpoint_every=args.checkpoint_every,
+        resume=out if args.resume else None,
         n_devices=args.devices,
         progress=not args.no_progress,
     )
+    try:
+        result = tnjax.fit(model, data, **fit_kw)
+    except tnjax.TrainingInterrupted as e:
+        again = [a for a in getattr(args, "argv", []) if a not in ("--overwrite", "--resume")]
+        hint = (
+            " ".join(["tnjax", *again, "--resume"]) if again else "the same command with --resume"
+        )
+        print(f"tnjax train: {e}; resume with: {hint}", file=sys.stderr)
+        return 128 + e.signum
+    except tnjax.TrainingDiverged as e:
+        print(f"tnjax train: diverged: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, tnjax.CheckpointError) as e:
+        print(f"tnjax train: {e}", file=sys.stderr)
+        return 2
     wall = time.perf_counter() - t0
     print(
         f"\ntest accuracy {result.test['accuracy']:.4f} (test loss {result.test['loss']:.4f}); "
@@ -406,7 +515,9 @@ def cmd_bench(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``tnjax`` command (and ``python -m tnjax``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _build_parser().parse_args(argv)
+    args.argv = argv
     return {"train": cmd_train, "entropy": cmd_entropy, "bench": cmd_bench}[args.command](args)
 
 
