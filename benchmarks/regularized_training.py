@@ -32,7 +32,7 @@ def run(name, weight, *, data, config, fit_kw, augment, out, progress):
     reg = None if weight == 0 else (lambda n: tnjax.entropy_penalty(n, parts))
     res = tnjax.fit(model, data, regularizer=reg, reg_weight=weight, seed=0, progress=progress,
                     augment=tnjax.random_shift(augment) if augment else None,
-                    out_dir=os.path.join(out, "regularized_training", name), **fit_kw)  # fmt: skip
+                    out_dir=os.path.join(out, "regularized_training_run", name), **fit_kw)  # fmt: skip
     net = res.model.network
     final = {p.name: float(tnjax.renyi2(net, p)) for p in parts}
     final["edges (mean)"] = float(tnjax.entropy_penalty(net, "edges"))
@@ -53,17 +53,19 @@ def plot(rows, path):
 
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     a1, a2 = fig.subplots(1, 2)
+    colors = {"none": "k", "penalised": "tab:blue", "rewarded": "tab:orange"}
     for r in rows:
+        c = colors.get(r["name"])
         label = f"{r['name']} (test {100 * r['test_accuracy']:.2f}%)"
         if r["reg_weight"]:
             ep = np.arange(1, len(r["penalty_per_epoch"]) + 1)
-            a1.plot(ep, r["penalty_per_epoch"], "o-", label=label)
+            a1.plot(ep, r["penalty_per_epoch"], "o-", color=c, label=label)
         else:
-            a1.axhline(np.mean(list(r["final_renyi2_nats"].values())[:2]), color="k", ls="--",
+            a1.axhline(np.mean(list(r["final_renyi2_nats"].values())[:2]), color=c, ls="--",
                        label=label + ", final")  # fmt: skip
         acc = [v for v in r["val_accuracy_per_epoch"] if v is not None]
         if acc:
-            a2.plot(np.arange(1, len(acc) + 1), acc, "o-", label=r["name"])
+            a2.plot(np.arange(1, len(acc) + 1), acc, "o-", color=c, label=r["name"])
     a1.set(xlabel="epoch", ylabel="Renyi-2 entropy (nats)",
            title="left/right + top/bottom entropy during training")  # fmt: skip
     a2.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy")
@@ -79,7 +81,14 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--weight", type=float, default=0.05)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--replot", metavar="JSON", help="only redraw the plot of a results file")
     args = p.parse_args(argv)
+    if args.replot:
+        import json
+
+        with open(args.replot) as f:
+            plot(json.load(f)["runs"], plot_path("regularized_training", out_dir=args.out))
+        return 0
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     if args.quick:
         data = tnjax.load_digits()

@@ -172,15 +172,19 @@ def plot(results: list[dict], path: str) -> None:
         names = [n for n, r in res["penalties"].items() if n != "none"]
         ratios = [res["penalties"][n].get("ratio", np.nan) for n in names]
         colors = ["tab:gray" if "refused" in res["penalties"][n] else "tab:blue" for n in names]
-        ax.barh(names, [r if np.isfinite(r) else 0 for r in ratios], color=colors)
+        widths = [r - 1 if np.isfinite(r) else 0 for r in ratios]
+        ax.barh(names, widths, left=1, color=colors)  # from 1 (= the plain step): log axis
         for i, n in enumerate(names):
             r = res["penalties"][n]
             label = "refused (over budget)" if "refused" in r else f"{r['ratio']:.1f}x"
-            ax.text(max(ratios[i] if np.isfinite(ratios[i]) else 0, 0) + 0.1, i, label,
-                    va="center", fontsize=8)  # fmt: skip
+            x = ratios[i] * 1.08 if np.isfinite(ratios[i]) else 1.05
+            ax.text(x, i, label, va="center", fontsize=8)
             if "target_ratio" in r:
                 ax.plot([r["target_ratio"]] * 2, [i - 0.4, i + 0.4], color="tab:red", lw=1.5)
         ax.set_xscale("log")
+        ax.set_xlim(
+            1, 10 ** np.ceil(np.log10(max([r for r in ratios if np.isfinite(r)] + [10]) * 3))
+        )
         ax.invert_yaxis()
         ax.set_xlabel("step time / plain step (red: target)")
         ax.set_title(f"{res['model']}: dims {tuple(res['dims'])}, batch {res['batch']}", fontsize=9)
@@ -193,7 +197,14 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="digits,16x16,mnist")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--replot", metavar="JSON", help="only redraw the plot of a results file")
     args = p.parse_args(argv)
+    if args.replot:
+        import json
+
+        with open(args.replot) as f:
+            plot(json.load(f)["results"], plot_path("regularizer", out_dir=args.out))
+        return 0
     names = ["quick"] if args.quick else [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [n for n in names if n not in MODELS]
     if unknown:

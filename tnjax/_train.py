@@ -221,7 +221,7 @@ def make_train_step(
             "reg": reg,
             "reg_computed": done,
             "accuracy": acc,
-            "grad_norm": optax.global_norm(grads).astype(data.dtype),
+            "grad_norm": optax.tree.norm(grads).astype(data.dtype),
         }
         return TrainState(params, opt_state, state.step + 1), metrics
 
