@@ -186,20 +186,21 @@ def test_regularizer_enters_the_objective():
     assert float(metrics["reg"]) == pytest.approx(float(l2(model.network)), rel=1e-6)
 
 
-@pytest.mark.skipif(not hasattr(tnjax, "entropy_penalty"), reason="entropy_penalty not built")
 def test_entropy_penalty_as_regularizer():
+    """The same start trained with the penalty's weight > 0, = 0 and < 0: the entropy
+    ends in that order, and the history logs the penalty each epoch."""
     data = _data()
     parts = [tnjax.Partition.left_right((4, 4))]
-    res = fit(
-        _model(),
-        data,
-        epochs=1,
-        batch_size=16,
-        progress=False,
-        regularizer=lambda net: tnjax.entropy_penalty(net, parts),
-        reg_weight=0.1,
-    )
-    assert np.isfinite(res.history[-1]["train_loss"])
+
+    def run(weight):
+        res = fit(_model(), data, epochs=2, batch_size=16, progress=False, val_fraction=0,
+                  regularizer=lambda net: tnjax.entropy_penalty(net, parts), reg_weight=weight)  # fmt: skip
+        return res, float(tnjax.entropy_penalty(res.model.network, parts))
+
+    (pen, s_pen), (base, s_base), (_, s_rew) = run(0.5), run(0.0), run(-0.5)
+    assert s_pen < s_base < s_rew, (s_pen, s_base, s_rew)
+    assert all("reg" in h for h in pen.history) and not any("reg" in h for h in base.history)
+    assert np.isfinite(pen.history[-1]["train_loss"])
 
 
 def test_checkpoint_errors(tmp_path):
