@@ -180,3 +180,13 @@ def test_partition_for_another_layout_is_refused():
             fn(net, wrong)
     flat = Partition.from_mask(np.arange(64) < 32)  # a flat mask: inputs numbered row-major
     assert float(renyi2(net, flat)) >= 0
+
+
+def test_load_model_needs_no_optimizer(tmp_path):
+    # the best parameters are read from the end of the checkpoint: no optimizer rebuilt
+    res = tnjax.fit(_tiny(), tnjax.load_digits(), epochs=1, batch_size=128, clip=None,
+                    val_fraction=0, progress=False, out_dir=str(tmp_path))  # fmt: skip
+    loaded = tnjax.load_model(str(tmp_path))
+    for a, b in zip(jax.tree_util.tree_leaves(res.model.network),
+                    jax.tree_util.tree_leaves(loaded.network), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -86,22 +86,30 @@ def load_checkpoint(path: str, target: Any) -> tuple[Any, dict]:
     Raises:
         CheckpointError: missing or corrupt file, or one saved from a different structure.
     """
+    return _restore(path, target, tail=False)
+
+
+def _restore(path: str, target: Any, *, tail: bool) -> tuple[Any, dict]:
+    """``tail``: ``target`` matches the *last* arrays of the file (e.g. the best
+    parameters after the training state), so that no optimizer is needed to read them."""
     payload = _read(path)
     leaves, treedef = jax.tree_util.tree_flatten(target)
     stored = payload["leaves"]
-    if payload["n_leaves"] != len(leaves) or len(stored) != len(leaves):
+    n = payload["n_leaves"]
+    if len(stored) != n or (n < len(leaves) if tail else n != len(leaves)):
         raise CheckpointError(
             f"{path!r} holds {payload['n_leaves']} arrays but the target has {len(leaves)}: it "
             "was saved from a different model or optimizer configuration"
         )
+    offset = n - len(leaves) if tail else 0
     out = []
     for i, like in enumerate(leaves):
-        x = np.asarray(stored[str(i)])
+        x = np.asarray(stored[str(i + offset)])
         want_shape = tuple(np.shape(like))
         want_dtype = np.asarray(like).dtype if not hasattr(like, "dtype") else like.dtype
         if x.shape != want_shape or x.dtype != want_dtype:
             raise CheckpointError(
-                f"array {i} of {path!r} is {x.dtype}{list(x.shape)} but the target expects "
+                f"array {i + offset} of {path!r} is {x.dtype}{list(x.shape)} but the target expects "
                 f"{want_dtype}{list(want_shape)}: saved from a different configuration"
             )
         out.append(jax.numpy.asarray(x))

@@ -31,7 +31,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from tnjax._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tnjax._checkpoint import CheckpointError, _restore, load_checkpoint, save_checkpoint
 from tnjax._data import Dataset, split_validation
 from tnjax._losses import loss_fn, predict
 from tnjax._network import TreeTN
@@ -810,13 +810,7 @@ def load_model(path: str) -> nnx.Module:
     config = ModelConfig.from_json(meta["model_config"])
     model = make_model(config, key=jax.random.key(0))
     graphdef, params = nnx.split(model)
-    # the stored tree is (TrainState, best_params); rebuild a template of the same structure
-    opt_state_like = _opt_state_like(params, meta)
-    template = (TrainState(params, opt_state_like, jnp.zeros((), jnp.int32)), params)
-    (_, best), _ = load_checkpoint(path, template)
+    # the stored tree is (TrainState, best_params): the best parameters are its last
+    # arrays, read without rebuilding the optimizer that wrote the state
+    best, _ = _restore(path, params, tail=True)
     return nnx.merge(graphdef, best)
-
-
-def _opt_state_like(params, meta):
-    opt = make_optimizer(total_steps=max(int(meta.get("total_steps", 1)), 1))
-    return opt.init(params)
