@@ -190,3 +190,11 @@ def test_load_model_needs_no_optimizer(tmp_path):
     for a, b in zip(jax.tree_util.tree_leaves(res.model.network),
                     jax.tree_util.tree_leaves(loaded.network), strict=True):  # fmt: skip
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_only_process_0_writes_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    res = tnjax.fit(_tiny(), tnjax.load_digits(), epochs=1, batch_size=128, val_fraction=0,
+                    progress=False, out_dir=str(tmp_path / "run"))  # fmt: skip
+    assert res.test is not None
+    assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")

@@ -494,8 +494,10 @@ def fit(
         state, best_params = replicate((state, best_params), mesh)
     config = getattr(model, "config", None)
 
+    writer = jax.process_index() == 0  # in a multi-host run only process 0 writes files
+
     def checkpoint():
-        if out_dir is None:
+        if out_dir is None or not writer:
             return
         meta = {
             "loop": loop,
@@ -647,7 +649,7 @@ def fit(
     result = FitResult(
         trained, state, loop["history"], test, train_time, compile_time, n_traces[0], out_dir
     )
-    if out_dir is not None:
+    if out_dir is not None and writer:
         _write_metrics(
             result,
             loop,

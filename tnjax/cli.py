@@ -264,13 +264,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _report(net, out_dir, names=None):
+    import jax
+
     from tnjax._report import entanglement_report, format_report, standard_partitions
 
     parts = standard_partitions(net.tree.shape, names)
-    rows = entanglement_report(net, parts, plot_dir=out_dir)
+    writer = jax.process_index() == 0  # in a multi-host run only process 0 writes files
+    rows = entanglement_report(net, parts, plot_dir=out_dir if writer else None)
     print("\nentanglement of the trained network (per class; bits):")
     print(format_report(rows))
-    if out_dir is not None:
+    if out_dir is not None and writer:
         with open(os.path.join(out_dir, "entanglement.json"), "w") as f:
             json.dump(rows, f, indent=2)
     return rows
