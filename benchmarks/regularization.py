@@ -80,8 +80,8 @@ def partition_sets(canvas=CANVAS):
 
 
 def make_regularizer(parts):
-    def reg(model):
-        return tnjax.entropy_penalty(model.network, parts, kind="renyi2")
+    def reg(net):
+        return tnjax.entropy_penalty(net, parts, kind="renyi2")
 
     return reg
 

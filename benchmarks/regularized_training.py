@@ -18,20 +18,19 @@ import numpy as np
 from _common import MNIST_DIR, parser, plot_path, write_json
 
 import tnjax
-from tnjax.cli import preset_spec
 from tnjax.models import ModelConfig, make_model
+from tnjax.presets import PRESETS
 
 
 def halves(shape):
     return [tnjax.Partition.left_right(shape), tnjax.Partition.top_bottom(shape)]
 
 
-def run(name, weight, *, data, config, fit_kw, augment, out, progress):
+def run(name, weight, *, data, config, fit_kw, out, progress):
     model = make_model(config, key=jax.random.key(0))
     parts = halves(model.network.tree.shape)
     reg = None if weight == 0 else (lambda n: tnjax.entropy_penalty(n, parts))
     res = tnjax.fit(model, data, regularizer=reg, reg_weight=weight, seed=0, progress=progress,
-                    augment=tnjax.random_shift(augment) if augment else None,
                     out_dir=os.path.join(out, "regularized_training_run", name), **fit_kw)  # fmt: skip
     net = res.model.network
     final = {p.name: float(tnjax.renyi2(net, p)) for p in parts}
@@ -40,6 +39,7 @@ def run(name, weight, *, data, config, fit_kw, augment, out, progress):
         "name": name,
         "reg_weight": weight,
         "test_accuracy": res.test["accuracy"],
+        "n_test": int(len(data.x_test)),
         "penalty_per_epoch": [h.get("reg") for h in res.history],
         "val_accuracy_per_epoch": [h.get("val_accuracy") for h in res.history],
         "epoch_time_s": float(np.median([h["epoch_time_s"] for h in res.history])),
@@ -94,18 +94,15 @@ def main(argv=None) -> int:
         data = tnjax.load_digits()
         config = ModelConfig(input_shape=(8, 8), n_classes=10, m=4, channels=4)
         fit_kw = dict(epochs=1, batch_size=64, lr=3e-3, val_fraction=0.1)
-        augment = 0
     else:
         try:
             data = tnjax.load_mnist(MNIST_DIR)
         except tnjax.DataError as err:
             print(f"regularized_training.py: {err}", file=sys.stderr)
             return 1
-        spec = preset_spec("mnist")
-        config = ModelConfig(**spec["config"])
-        fit_kw = {**spec["fit"], "epochs": args.epochs}
-        fit_kw.pop("loss")
-        augment = spec["augment_shift"]
+        preset = PRESETS["mnist"]
+        config = preset.model
+        fit_kw = {**preset.fit_kwargs(), "epochs": args.epochs}
     rows = [
         run(
             name,
@@ -113,7 +110,6 @@ def main(argv=None) -> int:
             data=data,
             config=config,
             fit_kw=fit_kw,
-            augment=augment,
             out=out,
             progress=not args.no_progress,
         )  # fmt: skip

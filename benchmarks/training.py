@@ -20,6 +20,7 @@ Tasks (``--tasks``, comma separated):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -27,18 +28,16 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from _common import RESULTS, parser, plot_path, time_call, write_json
 from flax import nnx
 from tqdm.auto import tqdm
 
 import tnjax
-from tnjax.cli import preset_spec
-from tnjax.models import ModelConfig, make_model
+from tnjax.models import make_model
+from tnjax.presets import PRESETS
 
 # = tnjax train's defaults, and tnjax train --dataset mnist
-DIGITS = {**preset_spec("digits"), "seeds": tuple(range(10))}
-MNIST = {**preset_spec("mnist"), "seeds": (0, 1, 2)}
+SEEDS = {"digits": tuple(range(10)), "mnist": (0, 1, 2)}
 TARGETS = {
     "digits": {"accuracy": 0.98, "text": ">= 0.98 test accuracy in < 60 s of training"},
     "mnist": {"accuracy": 0.99, "text": ">= 0.99 test accuracy"},
@@ -46,35 +45,28 @@ TARGETS = {
 
 
 def _plot_curve(history, name, out, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5), layout="tight")
+    ax = fig.subplots()
     ax.plot(ep, [1 - h["train_accuracy"] for h in history], "o-", label="train error")
     if history and "val_accuracy" in history[0]:
         ax.plot(ep, [1 - h["val_accuracy"] for h in history], "s-", label="validation error")
     ax.set(xlabel="epoch", ylabel="error rate", yscale="log", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     path = plot_path(name, out_dir=out)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
-def run_fit(task, data, spec, *, out, seed=0, progress=True, save=True):
-    cfg = ModelConfig(**spec["config"])
-    model = make_model(cfg, key=jax.random.key(seed))
+def run_fit(task, data, preset, *, out, seed=0, progress=True, save=True):
+    model = make_model(preset.model, key=jax.random.key(seed))
     run_dir = os.path.join(out, f"training_{task}_run") if save else None
     t0 = time.perf_counter()
-    shift = spec.get("augment_shift")
-    augment = tnjax.random_shift(shift) if shift else None
     res = tnjax.fit(
-        model, data, seed=seed, out_dir=run_dir, progress=progress, augment=augment, **spec["fit"]
+        model, data, seed=seed, out_dir=run_dir, progress=progress, **preset.fit_kwargs()
     )
     wall = time.perf_counter() - t0
     epoch_times = [h["epoch_time_s"] for h in res.history]
@@ -83,9 +75,7 @@ def run_fit(task, data, spec, *, out, seed=0, progress=True, save=True):
         "dataset": data.name,
         "n_train": int(len(data.x_train)),
         "n_test": int(len(data.x_test)),
-        "model_config": spec["config"],
-        "fit": spec["fit"],
-        "augment_shift": spec.get("augment_shift"),
+        "preset": preset.to_json(),
         "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(res.model)))),
         "test_accuracy": res.test["accuracy"],
         "test_loss": res.test["loss"],
@@ -111,7 +101,7 @@ def run_fit(task, data, spec, *, out, seed=0, progress=True, save=True):
     return payload
 
 
-def seeds_run(task, data, spec, seeds, *, target, out, progress):
+def seeds_run(task, data, preset, seeds, *, target, out, progress):
     """``task`` for several seeds (the split is fixed; init, shuffles and augmentation
     vary): the first seed's run saved in full (JSON, curve, checkpoint), the others only
     in the aggregate ``training_TASK.json``."""
@@ -119,7 +109,7 @@ def seeds_run(task, data, spec, seeds, *, target, out, progress):
         run_fit(
             f"{task}_seed{seed}",
             data,
-            spec,
+            preset,
             out=out,
             seed=seed,
             progress=progress,
@@ -132,9 +122,7 @@ def seeds_run(task, data, spec, seeds, *, target, out, progress):
     payload = {
         "task": task,
         "dataset": runs[0]["dataset"],
-        "model_config": spec["config"],
-        "fit": spec["fit"],
-        "augment_shift": spec.get("augment_shift"),
+        "preset": preset.to_json(),
         "seeds": list(seeds),
         "test_accuracy": acc,
         "test_accuracy_mean": float(np.mean(acc)),
@@ -175,27 +163,11 @@ def _n_params(model):
     return int(sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model))))
 
 
-def _step_fn(model, opt, loss_of):
-    graphdef, params = nnx.split(model)
-
-    @jax.jit
-    def step(params, opt_state, x, y):
-        def lf(p):
-            return loss_of(nnx.merge(graphdef, p), x, y)
-
-        grads = jax.grad(lf)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    return step, params, opt.init(params)
-
-
 def throughput(*, quick, out):
     side, batch = (8, 32) if quick else (32, 128)
-    spec = dict(MNIST["config"])
+    cfg = PRESETS["mnist"].model
     if quick:
-        spec.update(input_shape=(8, 8), pad_to=None, m=4, channels=4)
-    cfg = ModelConfig(**spec)
+        cfg = dataclasses.replace(cfg, input_shape=(8, 8), pad_to=None, m=4, channels=4)
     convac_model = make_model(cfg, key=jax.random.key(0))
     target = _n_params(convac_model)
     # CNN widths scaled to match the ConvAC's parameter count
@@ -208,29 +180,25 @@ def throughput(*, quick, out):
         if _n_params(cnn) > target:
             break
     cnn = CNN(c1=32, c2=64, hidden=best[1], n_classes=10, side=side, rngs=nnx.Rngs(0))
-    opt = optax.adam(1e-3)
+    opt = tnjax.make_optimizer(lr=1e-3, total_steps=1000)  # fit's default optimizer
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.random((batch, *cfg.input_shape), dtype=np.float32))
     xc = jnp.asarray(rng.random((batch, side, side), dtype=np.float32))
     y = jnp.asarray(rng.integers(0, 10, batch, dtype=np.int32))
 
-    def convac_loss(m, x, y):
-        return jnp.mean(tnjax.born_nll(m(x), y))
-
-    def cnn_loss(m, x, y):
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(m(x), y))
-
     rows = {}
-    for name, model, loss_of, xin in (
-        ("convac", convac_model, convac_loss, x),
-        ("cnn", cnn, cnn_loss, xc),
+    # the step fit runs: born loss for the ConvAC, logit cross-entropy for the CNN
+    for name, model, loss, xin in (
+        ("convac", convac_model, "born", x),
+        ("cnn", cnn, "softmax", xc),
     ):
-        step, params, opt_state = _step_fn(model, opt, loss_of)
+        graphdef, state = tnjax.init_train_state(model, opt)
+        step = jax.jit(tnjax.make_train_step(graphdef, opt, loss=loss))
         t0 = time.perf_counter()
-        jax.block_until_ready(step(params, opt_state, xin, y))
+        jax.block_until_ready(step(state, (xin, y)))
         compile_s = time.perf_counter() - t0
         stats = time_call(
-            lambda s=step, p=params, o=opt_state, xi=xin: s(p, o, xi, y), repeats=3 if quick else 20
+            lambda s=step, st=state, xi=xin: s(st, (xi, y)), repeats=3 if quick else 20
         )
         rows[name] = {
             "n_params": _n_params(model),
@@ -246,21 +214,17 @@ def throughput(*, quick, out):
             flush=True,
         )
     write_json("training_throughput", {"rows": rows}, out_dir=out)
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig = Figure(figsize=(4.5, 3.5), layout="tight")
+    ax = fig.subplots()
     names = list(rows)
     ax.bar(names, [rows[n]["samples_per_s"] for n in names], color=["C0", "C1"])
     ax.set(
         ylabel="samples / s (train step)",
         title=f"{rows['convac']['n_params']:,} vs {rows['cnn']['n_params']:,} params",
     )
-    fig.tight_layout()
     fig.savefig(plot_path("training_throughput", out_dir=out), dpi=100)
-    plt.close(fig)
     return rows
 
 
@@ -280,15 +244,16 @@ def main(argv=None):
     progress = not args.no_progress
     for task in tqdm(tasks, desc="training benchmark", disable=not progress):
         if task == "digits":
-            spec = {"config": dict(DIGITS["config"]), "fit": dict(DIGITS["fit"])}
+            preset = PRESETS["digits"]
             data = tnjax.load_digits()
-            seeds = DIGITS["seeds"]
+            seeds = SEEDS["digits"]
             if args.quick:
-                spec["config"].update(m=4, channels=4)
-                spec["fit"].update(epochs=1)
+                preset = dataclasses.replace(
+                    preset, model=dataclasses.replace(preset.model, m=4, channels=4), epochs=1
+                )
                 seeds = seeds[:2]  # two: the second runs without saving its files
             seeds_run(
-                "digits", data, spec, seeds, target=TARGETS["digits"], out=out, progress=progress
+                "digits", data, preset, seeds, target=TARGETS["digits"], out=out, progress=progress
             )
         elif task == "mnist":
             try:
@@ -296,13 +261,9 @@ def main(argv=None):
             except tnjax.DataError as e:
                 print(f"[mnist] skipped: {e}", file=sys.stderr)
                 continue
-            spec = {
-                "config": dict(MNIST["config"]),
-                "fit": dict(MNIST["fit"]),
-                "augment_shift": MNIST["augment_shift"],
-            }
+            preset = PRESETS["mnist"]
             if args.mnist_epochs:
-                spec["fit"]["epochs"] = args.mnist_epochs
+                preset = dataclasses.replace(preset, epochs=args.mnist_epochs)
             if args.quick:
                 n = 512
                 data = tnjax.dataset_from_arrays(
@@ -313,13 +274,14 @@ def main(argv=None):
                     n_classes=10,
                     name="mnist-subset",
                 )
-                spec["config"].update(m=4, channels=4)
-                spec["fit"].update(epochs=1, batch_size=64)
-            seeds = MNIST["seeds"][: args.mnist_seeds]
+                preset = dataclasses.replace(
+                    preset, model=dataclasses.replace(preset.model, m=4, channels=4), epochs=1
+                )
+            seeds = SEEDS["mnist"][: args.mnist_seeds]
             if args.quick:
                 seeds = seeds[:1]
             seeds_run(
-                "mnist", data, spec, seeds, target=TARGETS["mnist"], out=out, progress=progress
+                "mnist", data, preset, seeds, target=TARGETS["mnist"], out=out, progress=progress
             )
         elif task == "throughput":
             throughput(quick=args.quick, out=out)

@@ -64,7 +64,7 @@ def _child_major_by_recursion(windows):
 
 @pytest.mark.parametrize("windows", [(2, 2, 2), (3, 2, 2), (2, 4), (4, 4), (5,)])
 def test_child_major_order(windows):
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     n = int(np.prod(windows))
     nodes = jnp.arange(n)[:, None] * jnp.ones((1, 3))
@@ -86,7 +86,7 @@ def test_fused_level_kernels_match_matmul_and_its_derivatives(kernel, by_child, 
     """Every fused level kernel (unrolled loop; sums of products), on either node order,
     equals a batched matmul then the product, and so do its derivatives (its own rule)
     in both modes, with respect to the inputs, the weights and the scales."""
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     n, b, m, r = 2 * k, 3, 5, 4
     kx, kw, ks = jax.random.split(jax.random.key(4), 3)
@@ -114,7 +114,7 @@ def test_reduce_epilogue_is_exact_with_an_infinite_weight(bad):
     """The reduce kernel's epilogue multiplies by a 1 computed from ``w[0, 0, 0]`` at run
     time; an infinite weight there must leave every other node's output exact (no NaN
     spreading from the factor)."""
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     kx, kw, ks = jax.random.split(jax.random.key(5), 3)
     x = jax.random.normal(kx, (4, 3, 5), jnp.float32)
@@ -134,7 +134,7 @@ def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
     CPU) store the nodes child-major and run the sums-of-products kernel, or, where
     the backend would not fuse it, batched matmuls on the natural order. All against
     the oracle, with gradients by finite differences."""
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     monkeypatch.setattr(_contract, "_reduce_fuses", lambda dtype: reduce_fuses)
     monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
@@ -167,7 +167,7 @@ def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
 def test_child_major_network_with_a_wide_window_level_matches_oracle(monkeypatch):
     """A level of 16-input windows (one reduction over the window, for the vectors and
     for the per-node log-scales) inside a child-major network, scaled and unscaled."""
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     monkeypatch.setattr(_contract, "_reduce_fuses", lambda dtype: True)
     monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)
@@ -187,7 +187,7 @@ def test_reduce_kernel_only_where_the_backend_fuses_it_and_levels_are_large():
     """The sums-of-products kernel is used only where XLA contracts it without forming
     the products (the probe says so for this backend and dtype), and only for levels
     large enough to gain from it."""
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     fuses = _contract._reduce_fuses("float32")
     assert isinstance(fuses, bool)
@@ -215,7 +215,7 @@ def test_two_contractions_in_one_program_never_write_out_weight_broadcasts(monke
     merge the calls' weight broadcasts and write them out as (nodes, batch, r_in, r_out)
     arrays (which ran 20x slower at N=256), forward and backward; the scores are those
     of one call on the whole batch."""
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     if jax.default_backend() != "cpu" or not _contract._reduce_fuses("float32"):
         pytest.skip("this backend does not fuse sums of products (the kernel is off)")
@@ -247,7 +247,7 @@ def test_a_non_finite_sample_leaves_the_others_unchanged(bad, monkeypatch):
     """A NaN or infinite feature in the first sample (the one whose features tie each
     call's reordered weights to the call, above) changes no other sample's scores, in
     a wide child-major network as in a narrow one."""
-    from tnjax import _contract
+    from tnjax.contraction import kernels as _contract
 
     monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
     tree = Tree.binary(16)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from tnjax._entropy import (
+from tnjax.entanglement.spectral import (
     entropy_of,
     geometric_measure,
     gram_pair_spectrum,

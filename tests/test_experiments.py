@@ -154,11 +154,15 @@ def test_inductive_bias_quick(tmp_path):
     assert {(u["family"], u["arch"]) for u in out["runs"]} == {
         (f, a) for f in ("relu", "convac") for a in ARCHS
     }
-    for u in out["runs"]:
-        assert 0.0 <= u["test_accuracy"] <= 1.0
+    n_test = out["settings"]["n_test"]
+    for u in out["runs"]:  # a count of correct test samples
+        assert u["test_accuracy"] * n_test == pytest.approx(round(u["test_accuracy"] * n_test))
         assert u["lr"] == out["settings"][f"lr_{u['family']}"]  # each family its own rate
-    for s in out["summary"]:
-        assert 0.0 <= s["mean"] <= 1.0 and s["std"] >= 0.0
+    for s in out["summary"]:  # the summary is the mean of its runs
+        acc = [u["test_accuracy"] for u in out["runs"]
+               if (u["family"], u["task"], u["arch"], u["r"]) == (s["family"], s["task"],
+                                                                  s["arch"], s["r"])]  # fmt: skip
+        assert s["n_seeds"] == len(acc) > 0 and s["mean"] == pytest.approx(np.mean(acc))
     cap = out["capacity"]
     for arch in ARCHS:
         for bits in cap[arch].values():
@@ -183,8 +187,9 @@ def test_regularization_quick(tmp_path):
     out = _run("regularization", tmp_path)
     conds = {u["condition"] for u in out["runs"]}
     assert "none" in conds and len(conds) >= 2
-    for u in out["runs"]:
-        assert 0.0 <= u["test_accuracy"] <= 1.0
+    n_test = out["settings"]["n_test"]
+    for u in out["runs"]:  # a count of correct test samples
+        assert u["test_accuracy"] * n_test == pytest.approx(round(u["test_accuracy"] * n_test))
         assert u["local_entropy_bits"] >= -1e-4 and u["global_entropy_bits"] >= -1e-4
         if u["condition"] != "none":
             assert u["reg_weight"] != 0

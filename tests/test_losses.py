@@ -110,6 +110,19 @@ def test_loss_input_errors():
     with pytest.raises(TypeError, match="integers"):
         born_nll(s, jnp.asarray([0.0, 1.0]))
     with pytest.raises(TypeError, match="tnjax.Scores"):
-        softmax_nll(jnp.ones((2, 3)), jnp.asarray([0, 1]))
+        softmax_nll([[1.0, 2.0, 3.0]], jnp.asarray([0]))
     with pytest.raises(ValueError, match="unknown loss"):
         predict(s, loss="hinge")
+
+
+def test_plain_arrays_are_logits_of_an_ordinary_network():
+    import optax
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(5, 4)) * 3, jnp.float32)
+    y = jnp.asarray([0, 3, 1, 1, 2])
+    want = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    np.testing.assert_allclose(softmax_nll(logits, y), want, rtol=1e-6)
+    np.testing.assert_array_equal(predict(logits, loss="softmax"), jnp.argmax(logits, 1))
+    # the Born rule on raw outputs: p_y = h_y^2 / sum h^2
+    p = logits**2 / jnp.sum(logits**2, axis=1, keepdims=True)
+    np.testing.assert_allclose(born_nll(logits, y), -jnp.log(p[jnp.arange(5), y]), rtol=1e-5)

@@ -42,7 +42,7 @@ def measured_rank(a, partition, y=0):
 
 def network_edges(tree, dims):
     """The tensor network as undirected edges (u, v, bond key, dim), built here apart
-    from tnjax._mincut."""
+    from tnjax.entanglement.mincut."""
     edges = []
     for p in range(tree.n_inputs):
         edges.append((("input", p), ("W", 0, p), ("input", 0, p), dims[0]))

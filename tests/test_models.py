@@ -257,7 +257,7 @@ def test_background_gauge_leaves_the_function_unchanged():
     gauge-fixed twin with the same dense tensor, and the twin is a fixed point of the
     model's parametrisation."""
     from tnjax import convac, to_dense
-    from tnjax.models._convac import _neutral
+    from tnjax.models.convac import _neutral
 
     tree = Tree.binary(8)
     net = convac(jax.random.key(3), tree, m=3, channels=(3, 4, 3), n_classes=2, dtype=jnp.float64)

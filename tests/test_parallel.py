@@ -69,8 +69,8 @@ def test_data_parallel_train_step_equals_single_device():
 
 def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
     from tnjax import init_train_state, make_optimizer, make_train_step
-    from tnjax._checkpoint import save_checkpoint
     from tnjax.models import ModelConfig, make_model
+    from tnjax.training.checkpoint import save_checkpoint
 
     config = ModelConfig(input_shape=(4, 4), n_classes=3, m=4, channels=4)
     model = make_model(config, key=jax.random.key(0), dtype=jnp.float32)
@@ -91,7 +91,7 @@ def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
         f"""
         import jax, jax.numpy as jnp, numpy as np
         from flax import nnx
-        from tnjax._checkpoint import load_checkpoint
+        from tnjax.training.checkpoint import load_checkpoint
         from tnjax.models import ModelConfig, make_model
         assert jax.device_count() == 1, jax.devices()
         config = ModelConfig(input_shape=(4, 4), n_classes=3, m=4, channels=4)

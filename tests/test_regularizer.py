@@ -342,7 +342,7 @@ def test_four_copy_root_stays_finite_for_a_class_at_the_bottom_of_the_spectrum()
     largest): the jitted float32 gradient stays finite and the value matches float64
     (in float32 the old normalisation made Tr(rho) tiny, its square a flushed subnormal,
     and the gradient NaN)."""
-    from tnjax._sweep import up_sweep
+    from tnjax.entanglement.sweep import up_sweep
 
     # one channel at level 1: the root Gram has rank 1, and a class vector 1e-7 off its
     # null space has a norm 1e-14 of the other's

@@ -9,7 +9,7 @@ from jax.test_util import check_grads
 from tests._oracle import dense_spectrum, partitions_2d, random_convac
 from tests._oracle import partitions_1d as _partitions_1d
 from tnjax import Partition, Tree, convac, to_dense
-from tnjax._renyi import renyi2
+from tnjax.entanglement.renyi2 import renyi2
 
 
 def dense_renyi2(a, side):

@@ -18,70 +18,6 @@ import time
 
 __all__ = ["main"]
 
-# the configurations of ``tnjax train`` and benchmarks/training.py (via preset_spec)
-PRESETS = {
-    "digits": dict(
-        input_shape=(8, 8),
-        representation="conv",
-        m=16,
-        patch=3,
-        stride=1,
-        channels="32",
-        geometry="quad",
-        epochs=60,
-        batch_size=32,
-        lr=3e-3,
-        noise=0.5,
-        pad_to=None,
-        val_fraction=0.0,
-        augment=0,
-    ),
-    "mnist": dict(
-        input_shape=(28, 28),
-        representation="conv",
-        m=32,
-        patch=6,
-        stride=4,
-        channels="128",
-        geometry="quad",
-        epochs=40,
-        batch_size=64,
-        lr=1e-3,  # 3e-3 trained unstably (test accuracy 97.7 to 99.2% by rounding alone)
-        noise=0.5,
-        pad_to="32x32",
-        val_fraction=1 / 12,
-        augment=2,
-    ),
-}
-
-
-def preset_spec(name: str) -> dict:
-    """A preset as ``{"config": ModelConfig kwargs, "fit": tnjax.fit kwargs,
-    "augment_shift": pixels}``: what ``tnjax train --dataset NAME`` runs with no other
-    options (deep architecture, Born loss, 10 classes)."""
-    p = PRESETS[name]
-    channels = _ints(p["channels"], "channels")
-    config = {
-        "input_shape": p["input_shape"],
-        "n_classes": 10,
-        "geometry": p["geometry"],
-        "pad_to": _ints(p["pad_to"], "pad_to") if p["pad_to"] else None,
-        "representation": p["representation"],
-        "m": p["m"],
-        "patch": p["patch"],
-        "stride": p["stride"],
-        "channels": channels[0] if len(channels) == 1 else channels,
-        "noise": p["noise"],
-    }
-    fit = {
-        "epochs": p["epochs"],
-        "batch_size": p["batch_size"],
-        "lr": p["lr"],
-        "loss": "born",
-        "val_fraction": p["val_fraction"],
-    }
-    return {"config": config, "fit": fit, "augment_shift": p["augment"]}
-
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
@@ -247,14 +183,20 @@ def _build_parser() -> argparse.ArgumentParser:
 def _report(net, out_dir, names=None):
     import jax
 
-    from tnjax._report import entanglement_report, format_report, standard_partitions
+    from tnjax.entanglement.report import entanglement_report, format_report, standard_partitions
+    from tnjax.plot import plot_cut
 
     parts = standard_partitions(net.tree.shape, names)
     writer = jax.process_index() == 0  # in a multi-host run only process 0 writes files
-    rows = entanglement_report(net, parts, plot_dir=out_dir if writer else None)
+    rows = entanglement_report(net, parts)
     print("\nentanglement of the trained network (per class; bits):")
     print(format_report(rows))
     if out_dir is not None and writer:
+        os.makedirs(out_dir, exist_ok=True)
+        for p, row in zip(parts, rows, strict=True):
+            safe = p.name.replace("/", "_").replace(" ", "_")
+            row["plot"] = os.path.join(out_dir, f"min_cut_{safe}.png")
+            plot_cut(net, p).savefig(row["plot"], dpi=90)
         with open(os.path.join(out_dir, "entanglement.json"), "w") as f:
             json.dump(rows, f, indent=2)
     return rows
@@ -268,7 +210,7 @@ def _regularizer(name, kind, shape):
     if name == "none":
         return None
     import tnjax
-    from tnjax._report import standard_partitions
+    from tnjax.entanglement.report import standard_partitions
 
     if name == "edges":
         parts = "edges"
@@ -287,7 +229,7 @@ def _check_out(out: str, *, resume: bool, overwrite: bool) -> str | None:
     """Why ``--out`` cannot be used as asked (None if it can); clears it for --overwrite."""
     import shutil
 
-    from tnjax._train import CHECKPOINT
+    from tnjax.training.loop import CHECKPOINT
 
     if resume and overwrite:
         return "--resume continues the run in --out, --overwrite replaces it: give one"
@@ -314,8 +256,9 @@ def cmd_train(args) -> int:
     import jax
 
     import tnjax
-    from tnjax._parallel import _distributed_requested
     from tnjax.models import ModelConfig, make_model
+    from tnjax.presets import PRESETS
+    from tnjax.training.sharding import _distributed_requested
 
     if _distributed_requested():
         tnjax.initialize_multihost()
@@ -329,14 +272,19 @@ def cmd_train(args) -> int:
         )
         return 2
 
-    def pick(name):
+    def pick(name, of=preset):
         v = getattr(args, name)
-        return preset[name] if v is None else v
+        return getattr(of, name) if v is None else v
 
-    pad = pick("pad_to")  # the text flags parsed before any work
-    channels = _ints(pick("channels"), "--channels")
+    def model_pick(name):
+        return pick(name, preset.model)
+
+    # the text flags parsed before any work
+    channels = _ints(args.channels, "--channels") if args.channels else preset.model.channels
+    if isinstance(channels, tuple) and len(channels) == 1:
+        channels = channels[0]
     windows = _windows(args.windows)
-    pad = _ints(pad, "--pad-to") if pad else None
+    pad = _ints(args.pad_to, "--pad-to") if args.pad_to else preset.model.pad_to
     if args.download and args.data_dir:
         print("tnjax train: --download fetches into ~/.cache/tnjax; drop --data-dir or --download",
               file=sys.stderr)  # fmt: skip
@@ -370,17 +318,17 @@ def cmd_train(args) -> int:
             input_shape=data.input_shape,
             n_classes=data.n_classes,
             architecture=args.arch,
-            geometry=pick("geometry"),
+            geometry=model_pick("geometry"),
             windows=windows,
             pad_to=pad,
-            representation=pick("representation"),
-            m=pick("m"),
-            patch=pick("patch"),
-            stride=pick("stride"),
-            channels=channels[0] if len(channels) == 1 else channels,
+            representation=model_pick("representation"),
+            m=model_pick("m"),
+            patch=model_pick("patch"),
+            stride=model_pick("stride"),
+            channels=channels,
             z=args.z,
             shared=args.shared,
-            noise=preset["noise"],
+            noise=preset.model.noise,
             background=args.background,
         )
         model = make_model(config, key=jax.random.key(args.seed))
@@ -390,6 +338,7 @@ def cmd_train(args) -> int:
     print(f"tnjax train: {data.name}, {len(data.x_train)} train / {len(data.x_test)} test samples")
     print(f"model: {model.network!r}, representation {config.representation} (M={config.m})")
     t0 = time.perf_counter()
+    shift = preset.augment_shift if args.augment is None else args.augment
     fit_kw = dict(
         epochs=pick("epochs"),
         batch_size=pick("batch_size"),
@@ -400,7 +349,7 @@ def cmd_train(args) -> int:
         reg_every=args.reg_every,
         val_fraction=pick("val_fraction"),
         patience=args.patience,
-        augment=tnjax.random_shift(pick("augment")) if pick("augment") else None,
+        augment=tnjax.random_shift(shift) if shift else None,
         seed=args.seed,
         out_dir=out,
         checkpoint_every=args.checkpoint_every,

@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tnjax._mincut import min_cut
-from tnjax._partition import Partition
-from tnjax._renyi import renyi2
-from tnjax._sweep import edge_entropies
-from tnjax._tree import Tree
+from tnjax.core.partition import Partition
+from tnjax.core.tree import Tree
+from tnjax.entanglement.mincut import min_cut
+from tnjax.entanglement.renyi2 import renyi2
+from tnjax.entanglement.sweep import edge_entropies
 
 __all__ = [
     "block_partitions",

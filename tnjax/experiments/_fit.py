@@ -1,8 +1,9 @@
 """One small training loop for both model families (same optimizer, schedule, batches).
 
 ``train_classifier`` trains any nnx model whose call returns logits (ReLU ConvNet) or
-:class:`tnjax.Scores` (ConvAC), with an optional regulariser of the model, and returns
-the test accuracy and timings. Deterministic under ``seed``.
+:class:`tnjax.Scores` (ConvAC) with :func:`tnjax.make_train_step` (the step ``fit``
+runs), with an optional regulariser of the ConvAC's network, and returns the test
+accuracy and timings. Deterministic under ``seed``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from tnjax._contract import Scores
-from tnjax._losses import born_nll, predict, softmax_nll
-from tnjax._train import make_optimizer
+from tnjax.core.network import TreeTN
 from tnjax.models import ConvAC
+from tnjax.training.step import (
+    _run_eval,
+    init_train_state,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+)
 
 __all__ = ["TRAIN_SETTINGS", "train_classifier"]
 
@@ -41,15 +46,6 @@ TRAIN_SETTINGS = {
 }
 
 
-def _loss_and_pred(out, y, convac_loss: str = "softmax"):
-    if isinstance(out, Scores):
-        if convac_loss == "born":
-            return jnp.mean(born_nll(out, y)), predict(out, loss="born")
-        return jnp.mean(softmax_nll(out, y)), predict(out, loss="softmax")
-    logp = jax.nn.log_softmax(out, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)), jnp.argmax(out, -1)
-
-
 def train_classifier(
     model: nnx.Module,
     x_train: np.ndarray,
@@ -61,7 +57,7 @@ def train_classifier(
     batch_size: int = TRAIN_SETTINGS["batch_size"],
     lr: float | None = None,
     seed: int = 0,
-    regularizer: Callable[[nnx.Module], jax.Array] | None = None,
+    regularizer: Callable[[TreeTN], jax.Array] | None = None,
     reg_weight: float = 0.0,
     eval_batch_size: int = 500,
     progress: bool = True,
@@ -83,28 +79,11 @@ def train_classifier(
     total = epochs * steps_per_epoch
     if lr is None:
         lr = TRAIN_SETTINGS["lr_convac" if isinstance(model, ConvAC) else "lr_relu"]
+    loss = convac_loss if isinstance(model, ConvAC) else "softmax"  # logits: cross-entropy
     opt = make_optimizer(lr=lr, total_steps=total)
-    graphdef, params = nnx.split(model)
-    opt_state = opt.init(params)
-    use_reg = regularizer is not None and reg_weight != 0.0
-
-    def objective(params, x, y):
-        m = nnx.merge(graphdef, params)
-        data, pred = _loss_and_pred(m(x), y, convac_loss)
-        reg = regularizer(m) if use_reg else jnp.zeros((), data.dtype)
-        return data + reg_weight * reg, (data, reg, jnp.mean(pred == y))
-
-    @jax.jit
-    def step(params, opt_state, x, y):
-        grads, aux = jax.grad(objective, has_aux=True)(params, x, y)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, aux
-
-    @jax.jit
-    def correct(params, x, y, mask):
-        _, pred = _loss_and_pred(nnx.merge(graphdef, params)(x), y, convac_loss)
-        return jnp.sum((pred == y) * mask)
-
+    graphdef, state = init_train_state(model, opt)
+    step = jax.jit(make_train_step(graphdef, opt, loss=loss, regularizer=regularizer,
+                                   reg_weight=reg_weight))  # fmt: skip
     history = []
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
@@ -113,10 +92,9 @@ def train_classifier(
         sums = np.zeros(3)
         for i in range(steps_per_epoch):
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            xb = jnp.asarray(x_train[idx], jnp.float32)
-            yb = jnp.asarray(y_train[idx], jnp.int32)
-            params, opt_state, (data, reg, acc) = step(params, opt_state, xb, yb)
-            vals = np.array([float(data), float(reg), float(acc)])
+            batch = (jnp.asarray(x_train[idx], jnp.float32), jnp.asarray(y_train[idx], jnp.int32))
+            state, m = step(state, batch)
+            vals = np.array([float(m["loss"]), float(m["reg"]), float(m["accuracy"])])
             if not math.isfinite(vals[0]):
                 raise FloatingPointError(f"training loss became {vals[0]} at epoch {epoch}")
             sums += vals
@@ -128,21 +106,13 @@ def train_classifier(
         )
     bar.close()
     train_time = time.perf_counter() - t0
-    hits = 0.0
-    for i in range(0, len(x_test), eval_batch_size):
-        xb = np.asarray(x_test[i : i + eval_batch_size], np.float32)
-        yb = np.asarray(y_test[i : i + eval_batch_size], np.int32)
-        k = len(xb)
-        mask = np.ones(eval_batch_size, np.float32)
-        if k < eval_batch_size:  # pad to one shape: one compilation
-            mask[k:] = 0
-            xb = np.concatenate([xb, np.zeros((eval_batch_size - k, *xb.shape[1:]), xb.dtype)])
-            yb = np.concatenate([yb, np.zeros(eval_batch_size - k, yb.dtype)])
-        hits += float(correct(params, xb, yb, mask))
+    test = _run_eval(jax.jit(make_eval_step(graphdef, loss=loss)), state.params,
+                     np.asarray(x_test, np.float32), np.asarray(y_test, np.int32),
+                     eval_batch_size)  # fmt: skip
     return {
-        "model": nnx.merge(graphdef, params),
+        "model": nnx.merge(graphdef, state.params),
         "lr": lr,
-        "test_accuracy": hits / len(x_test),
+        "test_accuracy": test["accuracy"],
         "train_accuracy": history[-1]["accuracy"] if history else float("nan"),
         "history": history,
         "train_time_s": train_time,

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tnjax._tree import Tree
+from tnjax.core.tree import Tree
 from tnjax.models import ConvAC, PatchConvRepresentation
 
 __all__ = [

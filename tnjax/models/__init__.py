@@ -3,8 +3,8 @@
 The only place in tnjax with flax modules; everything else is pure functions of pytrees.
 """
 
-from tnjax.models._convac import ConvAC, ModelConfig, make_model, make_tree
-from tnjax.models._representation import (
+from tnjax.models.convac import ConvAC, ModelConfig, make_model, make_tree
+from tnjax.models.representation import (
     GaussianRepresentation,
     PatchConvRepresentation,
     TrigRepresentation,

@@ -27,6 +27,7 @@ __all__ = [
     "download_mnist",
     "load_digits",
     "load_mnist",
+    "random_shift",
     "read_idx",
     "split_validation",
 ]
@@ -397,3 +398,34 @@ def download_mnist(
             if os.path.exists(tmp):
                 os.remove(tmp)
     return folder
+
+
+def random_shift(max_shift: int = 2) -> Callable[[np.random.Generator, np.ndarray], np.ndarray]:
+    """A data augmentation for :func:`fit`: translate each image by a random integer
+    offset in ``[-max_shift, max_shift]`` along each axis, filling with zeros.
+
+    Example:
+        >>> import numpy as np
+        >>> from tnjax import random_shift
+        >>> x = np.zeros((1, 5, 5)); x[0, 2, 2] = 1
+        >>> y = random_shift(1)(np.random.default_rng(0), x)
+        >>> y.shape, float(y.sum())
+        ((1, 5, 5), 1.0)
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+
+    def augment(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+        s = max_shift
+        if s == 0:
+            return x
+        b, d = x.shape[0], x.ndim - 1
+        xp = np.pad(x, [(0, 0)] + [(s, s)] * d)
+        offs = rng.integers(0, 2 * s + 1, size=(b, d))
+        out = np.empty_like(x)
+        for i in range(b):
+            sl = tuple(slice(o, o + n) for o, n in zip(offs[i], x.shape[1:], strict=True))
+            out[i] = xp[(i, *sl)]
+        return out
+
+    return augment

@@ -1,16 +1,9 @@
-"""Schmidt spectra and entropies of tree networks (public names in __all__).
+"""Entropy penalties: one differentiable scalar from the entanglement of a network across
+a set of partitions (or all tree edges), for regularizing training.
 
-Four routes, from cheapest to most general (ENTANGLEMENT.md):
-
-* :func:`edge_spectra` / :func:`edge_entropies`: every tree edge at once, ``O(N r^3)``;
-* :func:`renyi2`: Renyi-2 of any partition, four-copy contraction, polynomial;
-* :func:`schmidt_spectrum` / :func:`entanglement_entropy`: full spectrum of any partition
-  along a min-cut of rank ``chi <= max_rank``;
-* :func:`entropy_penalty`: a scalar regularizer built on them.
-
-The spectral functions (:func:`von_neumann`, :func:`renyi`, :func:`geometric_measure`,
-:func:`schmidt_rank`) and the eigenvalue routines with safe gradients
-(:func:`gram_spectrum`, :func:`gram_pair_spectrum`) are the building blocks.
+The partitions share one Gram up-sweep; each takes the cheapest exact route its plan
+picks (traces along a small min-cut, or four copies), and the summed memory is budgeted
+before anything is traced.
 """
 
 from __future__ import annotations
@@ -20,38 +13,20 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tnjax._cutspectrum import _cut_of, cut_grams, entanglement_entropy, schmidt_spectrum
-from tnjax._entropy import (
-    entropy_of,
-    geometric_measure,
-    gram_pair_spectrum,
-    gram_spectrum,
-    renyi,
-    schmidt_rank,
-    von_neumann,
+from tnjax.core.network import TreeTN
+from tnjax.core.partition import Partition
+from tnjax.entanglement.cutspectrum import (
+    _cut_of,
+    cut_grams,
 )
-from tnjax._network import TreeTN
-from tnjax._partition import Partition
-from tnjax._renyi import DEFAULT_MAX_BYTES, Renyi2Plan, renyi2, renyi2_plan
-from tnjax._sweep import EdgeSpectra, _check_net, edge_entropies, edge_spectra, up_sweep
+from tnjax.entanglement.renyi2 import DEFAULT_MAX_BYTES, renyi2, renyi2_plan
+from tnjax.entanglement.spectral import (
+    entropy_of,
+    gram_pair_spectrum,
+)
+from tnjax.entanglement.sweep import _check_net, edge_entropies, up_sweep
 
-__all__ = [
-    "EdgeSpectra",
-    "Renyi2Plan",
-    "edge_entropies",
-    "edge_spectra",
-    "entanglement_entropy",
-    "entropy_penalty",
-    "geometric_measure",
-    "gram_pair_spectrum",
-    "gram_spectrum",
-    "renyi",
-    "renyi2",
-    "renyi2_plan",
-    "schmidt_rank",
-    "schmidt_spectrum",
-    "von_neumann",
-]
+__all__ = ["entropy_penalty"]
 
 _KINDS = ("renyi2", "von_neumann", "renyi", "geometric")
 

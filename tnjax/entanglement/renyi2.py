@@ -34,12 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from tnjax._cutspectrum import cut_grams
-from tnjax._mincut import min_cut
-from tnjax._network import TreeTN
-from tnjax._partition import Partition, as_partition
-from tnjax._sweep import _check_net, class_top, pair_renyi2, up_sweep
-from tnjax._tree import Tree
+from tnjax.core.network import TreeTN
+from tnjax.core.partition import Partition, as_partition
+from tnjax.core.tree import Tree
+from tnjax.entanglement.cutspectrum import cut_grams
+from tnjax.entanglement.mincut import min_cut
+from tnjax.entanglement.sweep import _check_net, class_top, pair_renyi2, up_sweep
 
 __all__ = ["Renyi2Plan", "renyi2", "renyi2_plan"]
 
@@ -430,7 +430,7 @@ def renyi2(
             a partition over it is refused before anything is allocated.
         max_cut_rank: largest min-cut rank the cut route takes.
         route: ``"auto"`` (default), ``"cut"`` or ``"four_copy"``.
-        sweep: the up-sweep ``tnjax._sweep.up_sweep(net)`` to reuse (shared between the
+        sweep: the up-sweep ``tnjax.entanglement.sweep.up_sweep(net)`` to reuse (shared between the
             partitions of a penalty).
 
     Returns:

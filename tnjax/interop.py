@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tnjax._contract import check_features
-from tnjax._network import TreeTN
+from tnjax.contraction.forward import check_features
+from tnjax.core.network import TreeTN
 
 __all__ = ["to_tensornetwork", "tensornetwork_scores"]
 

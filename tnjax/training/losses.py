@@ -8,27 +8,39 @@ of ``h`` only: the per-sample ``log_scale`` cancels exactly.
   classifiers, ``-log p_y = -log s_y**2 + logsumexp(log s**2)`` with ``s = scores``.
 * :func:`softmax_nll`: softmax cross-entropy on the normalised scores
   ``temperature * h / ||h||``.
+
+Both also take a plain ``(batch, n_classes)`` array, the output of an ordinary network
+(e.g. a ReLU ConvNet compared with a ConvAC): ``softmax_nll`` then is the usual
+cross-entropy of those logits, so one train step serves both kinds of model.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
-from tnjax._contract import Scores
+from tnjax.contraction.forward import Scores
 
 __all__ = ["LOSSES", "accuracy", "born_nll", "loss_fn", "predict", "softmax_nll"]
 
 LOSSES = ("born", "softmax")
 
 
-def _check(scores: Scores, labels) -> tuple[Array, Array]:
-    if not isinstance(scores, Scores):
-        raise TypeError(
-            f"scores must be a tnjax.Scores (from contract or a model), got {type(scores).__name__}"
-        )
-    s = scores.scores
+def _values(scores) -> Array:
+    if isinstance(scores, Scores):
+        return scores.scores
+    if isinstance(scores, jax.Array | np.ndarray):
+        return scores
+    raise TypeError(
+        "scores must be a tnjax.Scores (from contract or a model) or an array of logits, got "
+        f"{type(scores).__name__}"
+    )
+
+
+def _check(scores: Scores | Array, labels) -> tuple[Array, Array]:
+    s = _values(scores)
     labels = jnp.asarray(labels)
     if s.ndim != 2:
         raise ValueError(f"scores.scores has shape {s.shape}; it must be (batch, n_classes)")
@@ -89,6 +101,9 @@ def softmax_nll(
         0.3133
     """
     s, labels = _check(scores, labels)
+    if not isinstance(scores, Scores):  # logits of an ordinary network
+        logp = jax.nn.log_softmax(s, axis=1)
+        return -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
     sq = jnp.sum(s * s, axis=1, keepdims=True)
     ok = sq > jnp.finfo(s.dtype).tiny
     logits = temperature * s * jax.lax.rsqrt(jnp.where(ok, sq, 1.0))
@@ -108,7 +123,7 @@ def loss_fn(kind: str):
 def predict(scores: Scores, *, loss: str = "born") -> Int[Array, " batch"]:
     """Predicted class: ``argmax |h_y|`` under the Born rule, ``argmax h_y`` under softmax."""
     loss_fn(loss)  # validates the name
-    s = scores.scores
+    s = _values(scores)
     return jnp.argmax(jnp.abs(s) if loss == "born" else s, axis=1)
 
 

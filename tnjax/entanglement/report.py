@@ -1,16 +1,20 @@
 """Entanglement report of a trained network: min-cut bounds and entropies of standard
-partitions (uses the entanglement functions of tnjax where available)."""
+partitions, as data (rows of numbers), with optional min-cut drawings."""
 
 from __future__ import annotations
 
 import math
-import os
 import sys
+import time
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from tnjax._network import TreeTN
-from tnjax._partition import Partition
+from tnjax.core.network import TreeTN
+from tnjax.core.partition import Partition
+from tnjax.entanglement.cutspectrum import entanglement_entropy
+from tnjax.entanglement.mincut import min_cut
+from tnjax.entanglement.renyi2 import renyi2
 
 __all__ = ["entanglement_report", "format_report", "renyi2_cost", "standard_partitions"]
 
@@ -53,18 +57,6 @@ def standard_partitions(shape, names=None) -> list[Partition]:
     return out
 
 
-def _entropy_fns() -> dict:
-    """The entropy functions of tnjax present in this build, by report column."""
-    import tnjax
-
-    fns = {}
-    for col, name in (("renyi2_bits", "renyi2"), ("entropy_bits", "entanglement_entropy")):
-        f = getattr(tnjax, name, None)
-        if callable(f):
-            fns[col] = f
-    return fns
-
-
 def renyi2_cost(net: TreeTN, partition: Partition) -> int:
     """Largest number of entries the four-copy Renyi-2 sweep holds at one level: each
     node whose subtree has inputs on both sides ("mixed") carries ``r**4`` numbers.
@@ -92,14 +84,14 @@ def entanglement_report(
     net: TreeTN,
     partitions=None,
     *,
-    plot_dir: str | None = None,
     max_renyi2_entries: int = 2**28,
     max_rank: int = 1024,
     max_bytes: float = 2 * 2**30,
     progress: bool = True,
 ) -> list[dict]:
-    """Min-cut bound (bits) and, where tnjax provides them, entropies (bits) of each
-    partition of ``net``'s inputs; with ``plot_dir``, one min-cut drawing per partition.
+    """Min-cut bound (bits) and entropies (bits) of each partition of ``net``'s inputs,
+    as rows of numbers (:func:`format_report` prints them; :func:`tnjax.plot_cut` draws a
+    row's cut).
 
     Entropies are of the coefficient tensor of each class, averaged over classes.
     ``renyi2`` is skipped (``None``, with a ``renyi2_bits_error`` saying why) where its
@@ -116,16 +108,10 @@ def entanglement_report(
         >>> entanglement_report(net)[0]["min_cut_bits"]
         1.0
     """
-    from tnjax._mincut import min_cut, plot_cut
-
     if not isinstance(net, TreeTN):
         raise TypeError(f"net must be a tnjax.TreeTN (model.network), got {type(net).__name__}")
     parts = standard_partitions(net.tree.shape) if partitions is None else list(partitions)
-    import time
-
-    from tqdm.auto import tqdm
-
-    fns = _entropy_fns()
+    fns = {"renyi2_bits": renyi2, "entropy_bits": entanglement_entropy}
     rows = []
     bar = tqdm(parts, desc="entanglement report", leave=False,
                disable=not progress or not sys.stderr.isatty())  # fmt: skip
@@ -151,19 +137,6 @@ def entanglement_report(
                 row[col + "_error"] = str(e)
                 continue
             row[col] = float(np.mean(val)) / math.log(2)
-        if plot_dir is not None:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            os.makedirs(plot_dir, exist_ok=True)
-            fig = plot_cut(net, p, cut)
-            safe = p.name.replace("/", "_").replace(" ", "_")
-            path = os.path.join(plot_dir, f"min_cut_{safe}.png")
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
-            row["plot"] = path
         row["seconds"] = time.perf_counter() - t_row
         rows.append(row)
     return rows

@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tnjax._entropy import entropy_of, gram_pair_spectrum
-from tnjax._mincut import MinCut, min_cut
-from tnjax._network import TreeTN
-from tnjax._partition import as_partition
-from tnjax._sweep import _check_net, class_top, up_sweep
+from tnjax.core.network import TreeTN
+from tnjax.core.partition import as_partition
+from tnjax.entanglement.mincut import MinCut, min_cut
+from tnjax.entanglement.spectral import entropy_of, gram_pair_spectrum
+from tnjax.entanglement.sweep import _check_net, class_top, up_sweep
 
 __all__ = ["entanglement_entropy", "schmidt_spectrum"]
 

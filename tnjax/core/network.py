@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from tnjax._tree import Tree
+from tnjax.core.tree import Tree
 
 __all__ = ["TreeTN", "convac", "shallow_convac"]
 

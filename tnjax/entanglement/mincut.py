@@ -64,11 +64,11 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from tnjax._network import TreeTN
-from tnjax._partition import Partition, as_partition
-from tnjax._tree import Tree
+from tnjax.core.network import TreeTN
+from tnjax.core.partition import Partition, as_partition
+from tnjax.core.tree import Tree
 
-__all__ = ["Bond", "MinCut", "min_cut", "min_cut_bound", "plot_cut"]
+__all__ = ["Bond", "MinCut", "min_cut", "min_cut_bound"]
 
 _SCALE = 2**40  # log2 capacities -> integers
 _KINDS = ("input", "conv", "delta", "up")
@@ -471,123 +471,3 @@ def min_cut_bound(
         1.584962500721156
     """
     return min_cut(net_or_tree, partition, dims=dims).log2_rank
-
-
-# ---------------------------------------------------------------------------- drawing
-def _layout(tree: Tree) -> dict[tuple, tuple[float, float]]:
-    """x: centre of the node's leaves; y: inputs 0, then W and delta rows per level."""
-    pos: dict[tuple, tuple[float, float]] = {}
-    n = tree.n_inputs
-    for p in range(n):
-        pos[("input", p)] = (float(p), 0.0)
-    for lvl, k in enumerate(tree.windows):
-        span = n // tree.level_sizes[lvl]
-        for p in range(tree.level_sizes[lvl]):
-            pos[("W", lvl, p)] = (p * span + (span - 1) / 2, 2.0 * lvl + 1)
-        span *= k
-        for j in range(tree.level_sizes[lvl + 1]):
-            pos[("delta", lvl, j)] = (j * span + (span - 1) / 2, 2.0 * lvl + 2)
-    pos[("out",)] = ((n - 1) / 2, 2.0 * tree.depth + 1)
-    return pos
-
-
-def plot_cut(
-    net_or_tree: TreeTN | Tree,
-    partition: Partition | np.ndarray,
-    cut: MinCut | None = None,
-    *,
-    dims: Sequence[int] | None = None,
-    ax=None,
-):
-    """Draw the tree (inputs at the bottom coloured by side, W squares and delta circles
-    per level, the output on top) with the min-cut bonds in red and the bound in the title.
-
-    Args:
-        net_or_tree: a network, or a :class:`Tree` with ``dims``.
-        partition: the input partition.
-        cut: a precomputed :func:`min_cut` (computed if omitted).
-        dims: ``(M, r_0, ..., r_{L-1})`` for a bare tree.
-        ax: a matplotlib axes to draw into (a new figure if omitted).
-
-    Returns:
-        The matplotlib figure.
-
-    Example:
-        >>> from tnjax import Partition, Tree, plot_cut
-        >>> fig = plot_cut(Tree.binary(8), Partition.interleaved(8), dims=(2, 2, 2, 2))
-        >>> len(fig.axes)
-        1
-    """
-    import matplotlib.pyplot as plt
-
-    tree, dims = _tree_and_dims(net_or_tree, dims)
-    partition = as_partition(partition, tree.n_inputs, tree.shape)
-    if cut is None:
-        cut = _cut(tree, dims, partition, "tree")
-    elif cut.tree != tree or cut.dims != dims or cut.partition.mask != partition.mask:
-        raise ValueError("cut was computed for another tree, dims or partition: recompute it")
-    n = tree.n_inputs
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(min(max(6.0, 0.28 * n + 2), 22), 1.3 * tree.depth + 2.5))
-    else:
-        fig = ax.figure
-    pos = _layout(tree)
-    colors = {"A": "tab:blue", "B": "tab:orange", "cut": "red"}
-    cut_edges = {b.ends(tree) for b in cut.bonds if b.kind != "delta"}
-    small = n > 24
-
-    def line(u, v):
-        (x0, y0), (x1, y1) = pos[u], pos[v]
-        is_cut = (u, v) in cut_edges
-        ax.plot(
-            [x0, x1],
-            [y0, y1],
-            color="red" if is_cut else "0.6",
-            lw=2.6 if is_cut else 0.8,
-            zorder=3 if is_cut else 1,
-        )
-
-    for p in range(n):
-        line(("input", p), ("W", 0, p))
-    for lvl, k in enumerate(tree.windows):
-        for c in range(tree.level_sizes[lvl]):
-            line(("W", lvl, c), ("delta", lvl, c // k))
-        for j in range(tree.level_sizes[lvl + 1]):
-            upper = ("out",) if lvl == tree.depth - 1 else ("W", lvl + 1, j)
-            line(("delta", lvl, j), upper)
-
-    ms = 4 if small else 7
-    for p, i in enumerate(tree.order):
-        x, y = pos[("input", p)]
-        ax.plot(x, y, "o", ms=ms + 1, color=colors["A" if partition.mask[i] else "B"], zorder=4)
-        if n <= 64:
-            ax.text(x, y - 0.45, str(i), ha="center", va="top", fontsize=6 if small else 8)
-    for lvl, sides in enumerate(cut.w_side):
-        for p, s in enumerate(sides):
-            x, y = pos[("W", lvl, p)]
-            ax.plot(x, y, "s", ms=ms, mfc="white", mec=colors[s], mew=1.5, zorder=4)
-    for lvl, sides in enumerate(cut.delta_side):
-        for j, s in enumerate(sides):
-            x, y = pos[("delta", lvl, j)]
-            face = "red" if s == "cut" else "white"
-            ax.plot(x, y, "o", ms=ms, mfc=face, mec=colors[s], mew=1.5, zorder=4)
-    x, y = pos[("out",)]
-    ax.plot(x, y, "D", ms=ms + 1, mfc="white", mec=colors[cut.out_side], mew=1.5, zorder=4)
-    ax.set_yticks([2.0 * lvl + 1 for lvl in range(tree.depth)] + [2.0 * tree.depth + 1])
-    ax.set_yticklabels([f"W{lvl} (r={dims[lvl + 1]})" for lvl in range(tree.depth)] + ["out"])
-    ax.set_xticks([])
-    ax.set_xlim(-1, n)
-    ax.set_ylim(-1.2, 2.0 * tree.depth + 1.8)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(
-        f"{partition.name}: Schmidt rank <= {cut.rank} = 2^{cut.log2_rank:.3g} "
-        f"({len(cut.bonds)} cut bond{'s' if len(cut.bonds) != 1 else ''}, dims {dims})",
-        fontsize=10,
-    )
-    if len(tree.shape) == 2:  # the partition as an image, in a corner
-        inset = ax.inset_axes((0.0, 0.72, 0.12, 0.28))
-        inset.imshow(~partition.as_array(), cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
-        inset.set_xticks([])
-        inset.set_yticks([])
-    return fig

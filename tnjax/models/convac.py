@@ -12,10 +12,10 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array
 
-from tnjax._contract import Scores, contract
-from tnjax._network import TreeTN, convac, shallow_convac
-from tnjax._tree import Tree
-from tnjax.models._representation import (
+from tnjax.contraction.forward import Scores, contract
+from tnjax.core.network import TreeTN, convac, shallow_convac
+from tnjax.core.tree import Tree
+from tnjax.models.representation import (
     GaussianRepresentation,
     PatchConvRepresentation,
     TrigRepresentation,
@@ -65,6 +65,8 @@ class ConvAC(nnx.Module):
             background to zero (e.g. one with a constant channel). Inputs padded up to
             the layout (``input_shape``) and a patch representation's border are padded
             with zeros, which are neutral only for ``background=0``.
+        config: the :class:`ModelConfig` this model was built from (set by
+            :func:`make_model`); checkpoints store it so that ``load_model`` can rebuild it.
         rngs: ``nnx.Rngs`` (its ``params`` stream initialises the network).
 
     Example:
@@ -93,6 +95,7 @@ class ConvAC(nnx.Module):
         dtype=jnp.float32,
         input_shape: Sequence[int] | None = None,
         background: float | None = None,
+        config: ModelConfig | None = None,
         rngs: nnx.Rngs,
     ):
         if not isinstance(tree, Tree):
@@ -158,6 +161,7 @@ class ConvAC(nnx.Module):
         self.convs = nnx.List([nnx.Param(c) for c in net.convs])
         self.out = nnx.Param(net.out)
         self.background = None if background is None else float(background)
+        self.config = config
         if self.background is not None:
             b = np.asarray(self._background_features())
             if not np.all(np.isfinite(b)) or np.sum(b * b) < 1e-12:
@@ -384,7 +388,7 @@ def make_model(config: ModelConfig, *, key: jax.Array, dtype=jnp.float32) -> Con
             layout, m=config.m, patch=config.patch, stride=config.stride, dtype=dtype, rngs=rngs
         )
     kw = {"z": config.z} if config.architecture == "shallow" else {"channels": config.channels}
-    model = ConvAC(
+    return ConvAC(
         tree,
         representation=rep,
         n_classes=config.n_classes,
@@ -394,8 +398,7 @@ def make_model(config: ModelConfig, *, key: jax.Array, dtype=jnp.float32) -> Con
         dtype=dtype,
         input_shape=config.input_shape,
         background=config.background,
+        config=config,
         rngs=rngs,
         **kw,
     )
-    model.config = config  # static metadata: lets checkpoints rebuild the model
-    return model

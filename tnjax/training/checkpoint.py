@@ -47,10 +47,16 @@ def save_checkpoint(path: str, tree: Any, *, meta: dict | None = None) -> str:
     data = serialization.msgpack_serialize(payload)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    prefix = os.path.basename(path) + "."
+    for name in os.listdir(folder):  # left by a writer that was killed mid-write
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            os.remove(os.path.join(folder, name))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 __all__ = [
     "batch_mesh",
     "initialize_multihost",
+    "process_rows",
     "replicate",
     "shard_batch",
 ]
@@ -54,26 +55,58 @@ def batch_mesh(n_devices: int | None = None, *, devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (BATCH_AXIS,))
 
 
-def shard_batch(x, mesh: Mesh):
+def process_rows(mesh: Mesh, global_size: int) -> slice:
+    """The rows of a global batch of ``global_size`` samples that this process feeds: those
+    its own devices hold under the batch sharding (all rows in a single-process run).
+
+    Example:
+        >>> from tnjax import batch_mesh, process_rows
+        >>> process_rows(batch_mesh(1), 8)
+        slice(0, 8, None)
+    """
+    n = mesh.shape[BATCH_AXIS]
+    if global_size % n:
+        raise ValueError(
+            f"a batch of {global_size} does not split over {n} devices: use a batch size that "
+            f"is a multiple of {n}, or fewer devices (batch_mesh(n_devices=...))"
+        )
+    index = NamedSharding(mesh, P(BATCH_AXIS)).addressable_devices_indices_map((global_size,))
+    spans = sorted(
+        (sl[0].start or 0, global_size if sl[0].stop is None else sl[0].stop)
+        for sl in index.values()
+    )
+    lo, hi = spans[0]
+    for a, b in spans[1:]:
+        if a != hi:
+            raise ValueError(
+                "this process's devices hold rows that are not contiguous in the batch mesh: "
+                "build the mesh from jax.devices() in their default order"
+            )
+        hi = b
+    return slice(lo, hi)
+
+
+def shard_batch(x, mesh: Mesh, *, global_size: int | None = None):
     """Place a batch (any pytree of arrays with a leading batch axis) split over the mesh.
 
-    In a multi-host run, each process passes its own local slice; the global batch is
-    assembled with ``jax.make_array_from_process_local_data``.
+    In a single-process run ``x`` is the whole batch. In a multi-host run each process
+    passes only its own rows (:func:`process_rows`) and the global batch of
+    ``global_size`` samples is assembled with ``jax.make_array_from_process_local_data``.
     """
     n = mesh.shape[BATCH_AXIS]
     sharding = NamedSharding(mesh, P(BATCH_AXIS))
 
     def put(a):
         a = np.asarray(a) if not isinstance(a, jax.Array) else a
-        local = a.shape[0] if a.ndim else None
-        if local is None:
+        if not a.ndim:
             raise ValueError("shard_batch needs arrays with a leading batch axis, got a scalar")
         if jax.process_count() > 1:
-            return jax.make_array_from_process_local_data(sharding, np.asarray(a))
-        if local % n:
+            shape = None if global_size is None else (global_size, *a.shape[1:])
+            return jax.make_array_from_process_local_data(sharding, np.asarray(a), shape)
+        if a.shape[0] % n:
             raise ValueError(
-                f"batch of {local} does not split over {n} devices: use a batch size that is "
-                f"a multiple of {n}, or fewer devices (batch_mesh(n_devices=...))"
+                f"batch of {a.shape[0]} does not split over {n} devices: use a batch size that "
+                f"is a multiple of {n}, or fewer devices (batch_mesh(n_devices=...))"
             )
         return jax.device_put(a, sharding)
 
@@ -94,6 +127,9 @@ def initialize_multihost(**kwargs) -> None:
     script everywhere: :func:`batch_mesh` spans the devices of all hosts.
     Set ``TNJAX_DISTRIBUTED=1`` to have ``tnjax train`` call it for you.
     """
+    if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+        # CPU processes need a collectives backend for the gradient all-reduce
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
 
 

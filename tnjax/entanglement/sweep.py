@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tnjax._entropy import entropy_of, gram_pair_spectrum, gram_spectrum
-from tnjax._network import TreeTN
-from tnjax._tree import Tree
+from tnjax.core.network import TreeTN
+from tnjax.core.tree import Tree
+from tnjax.entanglement.spectral import entropy_of, gram_pair_spectrum, gram_spectrum
 
 __all__ = ["EdgeSpectra", "edge_entropies", "edge_spectra"]
 
