@@ -29,7 +29,7 @@ written to the JSON. The numpy dense tensor is checked once against ``tnjax.to_d
 Paper: "only 1300 of 2.3 million configurations fell short of the min-cut, each by at
 most 10%" (shortfall measured in log rank).
 
-Run: ``python benchmarks/appd_simulation.py [--quick] [--out DIR] [--partitions P|all]
+Run: ``python -m benchmarks.appd_simulation [--quick] [--out DIR] [--partitions P|all]
 [--weights orthogonal|gaussian]``.
 """
 
@@ -50,9 +50,9 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import parser, plot_path, write_json  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from benchmarks._common import parser, plot_path, write_json  # noqa: E402
 from tnjax import Partition, Tree, TreeTN, min_cut, to_dense  # noqa: E402
 
 N, M = 16, 2

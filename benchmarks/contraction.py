@@ -46,7 +46,7 @@ program whose scratch buffer is over 32 MiB (every forward+backward at N=256) ma
 may not page-fault through it at every call, depending on what ran before: 28.9 and
 34.9 ms for tnjax's N=256 forward+backward in two runs, against 26.1 and 26.4 ms.
 
-Run ``python benchmarks/contraction.py`` (full, 4 to 8 minutes on a shared 2-core CPU) or
+Run ``python -m benchmarks.contraction`` (full, 4 to 8 minutes on a shared 2-core CPU) or
 ``--quick`` (seconds, for tests). Writes ``results/contraction.json`` and
 ``results/contraction.png``.
 """
@@ -65,11 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import _common  # noqa: E402
-
 import tnjax  # noqa: E402
+from benchmarks import _common  # noqa: E402
 from tnjax import Tree, TreeTN, contract, convac, n_flops  # noqa: E402
 
 NAME = "contraction"

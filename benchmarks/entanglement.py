@@ -14,7 +14,7 @@ interleaved partition at N=256, r=16 (under 2 s) and r=32.
 
 Memory is XLA's compiled ``temp_size_in_bytes`` (scratch buffers of the executable).
 
-Run: ``python benchmarks/entanglement.py [--quick] [--out DIR]``.
+Run: ``python -m benchmarks.entanglement [--quick] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-from _common import matmul_peak_gflops, parser, plot_path, time_call, write_json
 from tqdm import tqdm
 
+from benchmarks._common import matmul_peak_gflops, parser, plot_path, time_call, write_json
 from tnjax import (
     Partition,
     Tree,

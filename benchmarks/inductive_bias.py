@@ -2,7 +2,7 @@
 channel numbers, for ReLU ConvNets and deep ConvACs, on the local and global tasks.
 
 Tasks: 64x64 black images holding one binarised MNIST digit, resized to 8x8 ("local") or
-32x32 ("global"), at a random position (``tnjax.experiments.make_task``). Models: a 3x3
+32x32 ("global"), at a random position (``experiments.make_task``). Models: a 3x3
 conv representation (10 channels) then six levels (1x1 conv + ReLU + 2x2 max pooling for
 the ConvNet; shared 1x1 conv + 2x2 product pooling on a quad tree for the ConvAC), with
 channels wide-base ``[10; 4r; 4r; 2r; 2r; r; r; 10]`` or wide-tip
@@ -17,7 +17,7 @@ Modes: ``--quick`` (seconds, tests), default "reduced" (a CPU-sized protocol: 10
 training and 2k test images, r = 6, three seeds, 6 epochs; about 40 minutes on 2 cores), ``--full`` (the paper's
 protocol: 60k/10k, r in {6, 12, 24}, three seeds; for a GPU).
 
-    python benchmarks/inductive_bias.py [--quick | --full] [--out DIR]
+    python -m benchmarks.inductive_bias [--quick | --full] [--out DIR]
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import time
 
 import jax
 import numpy as np
-from _common import MNIST_DIR, RESULTS, parser, plot_path, write_json
 from flax import nnx
 from tqdm.auto import tqdm
 
 import tnjax
-from tnjax.experiments import (
+from benchmarks._common import MNIST_DIR, RESULTS, parser, plot_path, write_json
+from experiments import (
     ARCHS,
     TRAIN_SETTINGS,
     ReLUConvNet,
@@ -244,7 +244,7 @@ def main(argv=None):
     p.add_argument(
         "--recompute-entropies", action="store_true",
         help="with --resume: train nothing, recompute the saved ConvACs' Renyi-2 entropies "
-             "(e.g. after raising tnjax.experiments.RENYI_BUDGET)",
+             "(e.g. after raising experiments.RENYI_BUDGET)",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.recompute_entropies and not args.resume:

@@ -10,7 +10,7 @@ unregularised baseline.
 Modes: ``--quick`` (seconds, tests), default "reduced" (CPU: 4000 training images, 3 epochs,
 both tasks, three seeds; about 25 minutes), ``--full`` (60k/10k, three seeds, more epochs; for a GPU).
 
-    python benchmarks/regularization.py [--quick | --full] [--out DIR]
+    python -m benchmarks.regularization [--quick | --full] [--out DIR]
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import time
 
 import jax
 import numpy as np
-from _common import MNIST_DIR, RESULTS, parser, plot_path, write_json
 from tqdm.auto import tqdm
 
 import tnjax
-from tnjax.experiments import (
+from benchmarks._common import MNIST_DIR, RESULTS, parser, plot_path, write_json
+from experiments import (
     TRAIN_SETTINGS,
     channel_list,
     entropies,

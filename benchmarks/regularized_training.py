@@ -5,7 +5,7 @@ entropies of every trained network, and the time per epoch.
 
 ``--quick``: the digits data, a small model, one epoch (seconds, for tests).
 
-    python benchmarks/regularized_training.py [--quick] [--epochs 10] [--weight 0.05] [--out DIR]
+    python -m benchmarks.regularized_training [--quick] [--epochs 10] [--weight 0.05] [--out DIR]
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import sys
 
 import jax
 import numpy as np
-from _common import MNIST_DIR, parser, plot_path, write_json
 
 import tnjax
+from benchmarks._common import MNIST_DIR, parser, plot_path, write_json
 from tnjax.models import ModelConfig, make_model
 from tnjax.presets import PRESETS
 
@@ -92,8 +92,8 @@ def main(argv=None) -> int:
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     if args.quick:
         data = tnjax.load_digits()
-        config = ModelConfig(input_shape=(8, 8), n_classes=10, m=4, channels=4)
-        fit_kw = dict(epochs=1, batch_size=64, lr=3e-3, val_fraction=0.1)
+        config = ModelConfig(input_shape=(8, 8), n_classes=10, m=8, channels=16, noise=0.5)
+        fit_kw = dict(epochs=3, batch_size=32, lr=3e-3, val_fraction=0.1)
     else:
         try:
             data = tnjax.load_mnist(MNIST_DIR)

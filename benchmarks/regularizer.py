@@ -15,7 +15,7 @@ Models: ``digits`` (the ``tnjax train`` digits preset: 8x8, M=16, 32 channels, b
 patches of a 32x32 layout, M=32, 128 channels, batch 64). ``--quick``: a 4x4 toy model
 (seconds, for tests).
 
-    python benchmarks/regularizer.py [--quick] [--models digits,16x16,mnist] [--out DIR]
+    python -m benchmarks.regularizer [--quick] [--models digits,16x16,mnist] [--out DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import (
+from tqdm.auto import tqdm
+
+import tnjax
+from benchmarks._common import (
     block,
     keep_freed_memory,
     parser,
@@ -34,9 +37,6 @@ from _common import (
     time_interleaved,
     write_json,
 )
-from tqdm.auto import tqdm
-
-import tnjax
 from tnjax.models import ModelConfig, make_model
 
 MODELS = {

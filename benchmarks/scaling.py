@@ -5,8 +5,8 @@ Each device count runs in its own process, because the simulated CPU device coun
 fixed when JAX starts (XLA_FLAGS=--xla_force_host_platform_device_count=N). The global
 batch is fixed, so the ideal is the same work split N ways (strong scaling).
 
-    python benchmarks/scaling.py            # 1, 2, 4 devices
-    python benchmarks/scaling.py --quick    # tiny, for tests
+    python -m benchmarks.scaling            # 1, 2, 4 devices
+    python -m benchmarks.scaling --quick    # tiny, for tests
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import os
 import subprocess
 import sys
 
-from _common import parser, plot_path, write_json
+from benchmarks._common import parser, plot_path, write_json
 
 WORKER = r"""
 import json, sys
 import jax, jax.numpy as jnp
-sys.path.insert(0, {bench_dir!r})
-from _common import time_call
+from benchmarks._common import time_call
 from tnjax import Tree, batch_mesh, contract, init_train_state, make_optimizer, make_train_step
 from tnjax import replicate, shard_batch
 from tnjax.models import ModelConfig, make_model
@@ -57,14 +56,16 @@ def run_one(n_dev: int, *, batch: int, side: int, channels: int, repeats: int) -
     if env.get("JAX_PLATFORMS", "cpu") == "cpu" and not _has_accelerator():
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_dev}"
     code = WORKER.format(
-        bench_dir=os.path.dirname(os.path.abspath(__file__)),
         n_dev=n_dev,
         batch=batch,
         side=side,
         channels=channels,
         repeats=repeats,
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root
+    )
     if out.returncode:
         raise RuntimeError(f"{n_dev}-device worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

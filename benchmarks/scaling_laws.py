@@ -14,7 +14,7 @@
     partitions), next to Zhang's prediction ``D ~ D0^(1/n_c)`` (``D0`` = the shallow
     network's ``D``).
 
-    python benchmarks/scaling_laws.py [--quick] [--out DIR] [--nets DIR]
+    python -m benchmarks.scaling_laws [--quick] [--out DIR] [--nets DIR]
 """
 
 from __future__ import annotations
@@ -33,17 +33,17 @@ import time
 
 import jax
 import numpy as np
-from _common import RESULTS, parser, plot_path, write_json
 from tqdm.auto import tqdm
 
 import tnjax
-from tnjax.experiments import (
+from benchmarks._common import RESULTS, parser, plot_path, write_json
+from experiments import (
     block_partitions,
     capacity,
     channel_list,
     entropies,
     level_entropies,
-    renyi2_cost,
+    mixed_node_floats,
     task_convac,
 )
 
@@ -165,13 +165,13 @@ def block_growth(nets, sizes, start, progress=True, levels=True):
     parts = block_partitions(sizes, canvas=CANVAS, start=start)
     out = []
     for name, net in tqdm(nets.items(), desc="block entropies", disable=not progress):
-        ent = entropies(net, parts)  # over tnjax.experiments.RENYI_BUDGET: None
+        ent = entropies(net, parts)  # over experiments.RENYI_BUDGET: None
         bits = [None if v is None else v / math.log(2) for v in ent.values()]
         cap = list(capacity(net.tree, net.dims, parts).values())
         out.append({
             "net": name, "dims": list(net.dims), "sizes": list(sizes),
             "renyi2_bits": bits, "capacity_bits": cap,
-            "renyi2_cost_floats": [renyi2_cost(net.tree, net.dims, p) for p in parts],
+            "renyi2_cost_floats": [mixed_node_floats(net.tree, net.dims, p) for p in parts],
             "aligned_level_von_neumann_bits": (
                 [v / math.log(2) for v in level_entropies(net)] if levels else None
             ),

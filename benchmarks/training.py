@@ -15,7 +15,7 @@ Tasks (``--tasks``, comma separated):
 
 ``--quick`` shrinks everything to seconds (used by the test suite).
 
-    python benchmarks/training.py [--quick] [--out DIR] [--tasks digits,throughput]
+    python -m benchmarks.training [--quick] [--out DIR] [--tasks digits,throughput]
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import RESULTS, parser, plot_path, time_call, write_json
 from flax import nnx
 from tqdm.auto import tqdm
 
 import tnjax
+from benchmarks._common import RESULTS, parser, plot_path, time_call, write_json
 from tnjax.models import make_model
 from tnjax.presets import PRESETS
 

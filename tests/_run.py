@@ -10,15 +10,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_quick_benchmark(name, tmp_path, *, env=None, timeout=900, args=()):
-    """``python benchmarks/NAME.py --quick --out tmp_path [args]`` in JAX's default configuration
+    """``python -m benchmarks.NAME --quick --out tmp_path [args]`` in JAX's default configuration
     (the tests' simulated-device XLA_FLAGS removed); checks it exits 0 and wrote its plot,
     returns its JSON."""
     run_env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     run_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", f"{name}.py"), "--quick",
-         "--out", str(tmp_path), *args],
-        cwd=os.path.join(ROOT, "benchmarks"), env=run_env, capture_output=True, text=True,
+        [sys.executable, "-m", f"benchmarks.{name}", "--quick", "--out", str(tmp_path), *args],
+        cwd=ROOT, env=run_env, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -26,17 +25,30 @@ def run_quick_benchmark(name, tmp_path, *, env=None, timeout=900, args=()):
     return json.loads((tmp_path / f"{name}.json").read_text())
 
 
-def execute_notebook(name, *, cwd, timeout=300):
-    """Run ``notebooks/NAME.ipynb`` top to bottom in folder ``cwd``; returns its outputs
-    and their text."""
+NOTEBOOKS = ("01_quickstart", "02_entanglement", "03_experiments")
+
+
+def execute_notebook(name, *, cwd=None, timeout=300, save=False):
+    """Run ``notebooks/NAME.ipynb`` top to bottom (in ``notebooks/`` unless ``cwd``; a
+    failing cell raises); returns its outputs and their text. ``save`` writes the
+    outputs back into the notebook (they are committed with it)."""
     import nbformat
     from nbclient import NotebookClient
 
-    nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
+    path = os.path.join(ROOT, "notebooks", f"{name}.ipynb")
+    nb = nbformat.read(path, as_version=4)
     NotebookClient(
         nb, timeout=timeout, kernel_name="python3",
-        resources={"metadata": {"path": str(cwd)}},
+        resources={"metadata": {"path": str(cwd or os.path.dirname(path))}},
     ).execute()  # fmt: skip
+    if save:
+        nbformat.write(nb, path)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
     return outputs, text
+
+
+if __name__ == "__main__":  # python -m tests._run: refresh the notebooks' stored outputs
+    for nb_name in NOTEBOOKS:
+        print(nb_name, flush=True)
+        execute_notebook(nb_name, timeout=900, save=True)

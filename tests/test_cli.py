@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import tnjax
@@ -138,17 +139,18 @@ def test_python_dash_m_entry_point():
     assert r.returncode == 0 and "train" in r.stdout and "entropy" in r.stdout
 
 
-def test_renyi2_cost_counts_mixed_nodes():
+def test_report_carries_the_plans_estimates_and_skips_over_budget():
     import jax
 
     net = tnjax.convac(
         jax.random.key(0), tnjax.Tree.binary(8), m=2, channels=(3, 4, 5), n_classes=2
     )
-    # interleaved: every pair (level 1) mixes both sides: 4 nodes of r_0 = 3
-    assert tnjax.renyi2_cost(net, tnjax.Partition.interleaved(8)) == max(4 * 3**4, 2 * 4**4, 5**4)
-    # left/right: only the root mixes
-    assert tnjax.renyi2_cost(net, tnjax.Partition.left_right(8)) == 5**4
-    rows = tnjax.entanglement_report(net, [tnjax.Partition.interleaved(8)], max_renyi2_entries=100)
-    assert (
-        rows[0]["renyi2_bits"] is None and "over max_renyi2_entries" in rows[0]["renyi2_bits_error"]
-    )
+    part = tnjax.Partition.interleaved(8)
+    plan = tnjax.renyi2_plan(net, part)
+    (row,) = tnjax.entanglement_report(net, [part], progress=False)
+    assert (row["renyi2_route"], row["renyi2_flops"]) == (plan.route, plan.flops)
+    assert row["renyi2_bits"] == pytest.approx(float(tnjax.renyi2(net, part)) / np.log(2))
+    (row,) = tnjax.entanglement_report(net, [part], max_flops=plan.flops / 2, progress=False)
+    assert row["renyi2_bits"] is None and "raise max_flops" in row["renyi2_bits_error"]
+    (row,) = tnjax.entanglement_report(net, [part], max_bytes=plan.bytes / 1000, progress=False)
+    assert row["renyi2_bits"] is None and "max_bytes" in row["renyi2_bits_error"]

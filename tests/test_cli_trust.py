@@ -113,6 +113,7 @@ def _tiny(n_classes=10):
     return make_model(cfg, key=jax.random.key(0))
 
 
+@pytest.mark.optax_step
 def test_divergence_stops_keeps_the_last_good_state_and_says_why(tmp_path):
     data = tnjax.load_digits()
 
@@ -182,6 +183,7 @@ def test_partition_for_another_layout_is_refused():
     assert float(renyi2(net, flat)) >= 0
 
 
+@pytest.mark.optax_step
 def test_load_model_needs_no_optimizer(tmp_path):
     # the best parameters are read from the end of the checkpoint: no optimizer rebuilt
     res = tnjax.fit(_tiny(), tnjax.load_digits(), epochs=1, batch_size=128, clip=None,
@@ -192,6 +194,7 @@ def test_load_model_needs_no_optimizer(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.optax_step
 def test_only_process_0_writes_files(tmp_path, monkeypatch):
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     res = tnjax.fit(_tiny(), tnjax.load_digits(), epochs=1, batch_size=128, val_fraction=0,

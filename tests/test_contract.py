@@ -64,10 +64,10 @@ def _child_major_by_recursion(windows):
 
 @pytest.mark.parametrize("windows", [(2, 2, 2), (3, 2, 2), (2, 4), (4, 4), (5,)])
 def test_child_major_order(windows):
-    from tnjax.contraction import kernels as _contract
+    from tnjax._contraction import kernels as _contract
 
     n = int(np.prod(windows))
-    nodes = jnp.arange(n)[:, None] * jnp.ones((1, 3))
+    nodes = jnp.arange(n, dtype=jnp.float64)[:, None] * jnp.ones((1, 3))
     got = np.asarray(_contract._child_major(nodes, windows))[:, 0].astype(int)
     np.testing.assert_array_equal(got, _child_major_by_recursion(windows))
     # pooling the child-major blocks gives the windows in child-major order of the
@@ -86,7 +86,7 @@ def test_fused_level_kernels_match_matmul_and_its_derivatives(kernel, by_child, 
     """Every fused level kernel (unrolled loop; sums of products), on either node order,
     equals a batched matmul then the product, and so do its derivatives (its own rule)
     in both modes, with respect to the inputs, the weights and the scales."""
-    from tnjax.contraction import kernels as _contract
+    from tnjax._contraction import kernels as _contract
 
     n, b, m, r = 2 * k, 3, 5, 4
     kx, kw, ks = jax.random.split(jax.random.key(4), 3)
@@ -114,7 +114,7 @@ def test_reduce_epilogue_is_exact_with_an_infinite_weight(bad):
     """The reduce kernel's epilogue multiplies by a 1 computed from ``w[0, 0, 0]`` at run
     time; an infinite weight there must leave every other node's output exact (no NaN
     spreading from the factor)."""
-    from tnjax.contraction import kernels as _contract
+    from tnjax._contraction import kernels as _contract
 
     kx, kw, ks = jax.random.split(jax.random.key(5), 3)
     x = jax.random.normal(kx, (4, 3, 5), jnp.float32)
@@ -129,55 +129,53 @@ def test_reduce_epilogue_is_exact_with_an_infinite_weight(bad):
 
 @pytest.mark.parametrize("reduce_fuses", [True, False])
 @pytest.mark.parametrize("tree", [Tree.binary(8), Tree.quad(4), Tree.mirror(4, 4)])
-def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses, monkeypatch):
+def test_level_kernels_and_orders_match_oracle(tree, reduce_fuses):
     """Narrow networks run the unrolled loop on the natural node order. Wide ones (on
     CPU) store the nodes child-major and run the sums-of-products kernel, or, where
-    the backend would not fuse it, batched matmuls on the natural order. All against
-    the oracle, with gradients by finite differences."""
-    from tnjax.contraction import kernels as _contract
+    the backend would not fuse it, batched matmuls on the natural order. Each plan,
+    and the GPU plan, against the oracle, with gradients by finite differences."""
+    from tnjax import contraction_plan
 
-    monkeypatch.setattr(_contract, "_reduce_fuses", lambda dtype: reduce_fuses)
-    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
     narrow = make_net(tree, shared=False, m=3, channels=(4,) * tree.depth)
     wide = make_net(tree, shared=False, m=40, channels=(40,) * tree.depth)
-    kernels = {
-        name: {
-            _contract._kernel(w, k, by_child=True, batch=3)
-            for w, k in zip(net.convs, tree.windows, strict=True)
-        }
+    # small levels too, for the test; the platform as if on CPU, wherever this runs
+    plans = {
+        name: contraction_plan(
+            net, 3, platform="cpu", reduce_fuses=reduce_fuses, reduce_min_flops=0
+        )  # fmt: skip
         for name, net in (("narrow", narrow), ("wide", wide))
     }
-    cpu = jax.default_backend() == "cpu"
-    assert kernels["narrow"] == ({"unrolled"} if cpu else {"matmul"})
-    assert kernels["wide"] == ({"reduce"} if cpu and reduce_fuses else {"matmul"})
-    assert not _contract._child_major_levels(narrow, 3)
-    assert _contract._child_major_levels(wide, 3) == (cpu and reduce_fuses)
-    for net in (narrow, wide):
+    assert set(plans["narrow"].kernels) == {"unrolled"} and not plans["narrow"].child_major
+    assert set(plans["wide"].kernels) == ({"reduce"} if reduce_fuses else {"matmul"})
+    assert plans["wide"].child_major == reduce_fuses
+    assert set(contraction_plan(wide, 3, platform="gpu").kernels) == {"matmul"}
+    for name, net in (("narrow", narrow), ("wide", wide)):
         x = features(net.n_inputs, net.m, batch=3)
         want = _oracle.scores(net, x)
-        for got in (contract(net, x), jax.jit(contract)(net, x)):
+        plan = plans[name]
+        gpu = contraction_plan(net, 3, platform="gpu")
+        for got in (contract(net, x, plan=plan), jax.jit(contract)(net, x, plan=plan),
+                    contract(net, x, plan=gpu)):  # fmt: skip
             np.testing.assert_allclose(
                 np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
             )
         # float64 with a small step: the wide network's curvature makes eps=1e-4 truncate
-        scores = jax.jit(lambda n, x: contract(n, x).scores)
+        scores = jax.jit(lambda n, x, plan=plan: contract(n, x, plan=plan).scores)
         check_grads(scores, (net, x), order=1, modes=("rev",), eps=1e-6)
 
 
-def test_child_major_network_with_a_wide_window_level_matches_oracle(monkeypatch):
+def test_child_major_network_with_a_wide_window_level_matches_oracle():
     """A level of 16-input windows (one reduction over the window, for the vectors and
     for the per-node log-scales) inside a child-major network, scaled and unscaled."""
-    from tnjax.contraction import kernels as _contract
+    from tnjax import ContractionPlan
 
-    monkeypatch.setattr(_contract, "_reduce_fuses", lambda dtype: True)
-    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)
     tree = Tree.from_windows(32, (16, 2))
     net = make_net(tree, shared=False, m=40, channels=(40, 40))
-    assert _contract._child_major_levels(net, 3) == (jax.default_backend() == "cpu")
+    plan = ContractionPlan(("reduce", "reduce"), child_major=True)
     x = features(net.n_inputs, net.m, batch=3)
     want = _oracle.scores(net, x)
     for scaled in (True, False):
-        got = jax.jit(contract, static_argnames="scaled")(net, x, scaled=scaled)
+        got = jax.jit(contract, static_argnames="scaled")(net, x, scaled=scaled, plan=plan)
         np.testing.assert_allclose(
             np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
         )
@@ -187,46 +185,49 @@ def test_reduce_kernel_only_where_the_backend_fuses_it_and_levels_are_large():
     """The sums-of-products kernel is used only where XLA contracts it without forming
     the products (the probe says so for this backend and dtype), and only for levels
     large enough to gain from it."""
-    from tnjax.contraction import kernels as _contract
+    from tnjax import contraction_plan
+    from tnjax._contraction import kernels as _contract
 
     fuses = _contract._reduce_fuses("float32")
     assert isinstance(fuses, bool)
     if jax.default_backend() != "cpu" or not fuses:
         pytest.skip("this backend does not fuse sums of products (the kernel is off)")
-    w = jnp.zeros((128, 64, 64), jnp.float32)  # level 1 of the N=256 benchmark
-    assert _contract._kernel(w, 2, by_child=True, batch=256) == "reduce"
-    assert _contract._kernel(w, 2, by_child=False, batch=256) == "matmul"
-    assert _contract._kernel(w[:16], 2, by_child=True, batch=256) == "matmul"
+    # the N=256, r=64 benchmark network: levels of 256, 128, ... nodes
+    net = make_net(Tree.binary(256), shared=False, m=16, channels=(64,) * 8, dtype=jnp.float32)
+    kernels = contraction_plan(net, 256).kernels
+    assert kernels[0] == "unrolled"  # 16 input channels
+    assert kernels[1:4] == ("reduce",) * 3  # 128, 64 and 32 nodes of 64x64 convs
+    assert set(kernels[4:]) == {"matmul"}  # too small to gain from it
     # where it fuses, a wide level (level 2 of the N=256 benchmark; compiled, not run)
     # compiles to a library fusion, not a loop that would form the
     # (nodes, batch, r_in, r_out) products
     x = jax.ShapeDtypeStruct((64, 256, 64), jnp.float32)
     w = jax.ShapeDtypeStruct((64, 64, 64), jnp.float32)
     s = jax.ShapeDtypeStruct((64, 256, 1), jnp.float32)
-    fn = functools.partial(_contract.conv_pool, k=2, by_child=True)
+    fn = functools.partial(_contract.conv_pool, k=2, by_child=True, kernel="reduce")
     text = jax.jit(lambda x, w, s: fn(x, w, scale=s)).lower(x, w, s).compile().as_text()
     entry = text[text.index("ENTRY") :]  # the buffers the program materialises
     assert "__ynn_fusion" in entry and "reduce" in text and "f32[32,256,64,64]" not in entry
 
 
-def test_two_contractions_in_one_program_never_write_out_weight_broadcasts(monkeypatch):
+def test_two_contractions_in_one_program_never_write_out_weight_broadcasts():
     """One program that contracts the same wide network twice (two batches, or one batch
     in chunks) with the reduce kernel: each call's weights stay its own, so XLA does not
     merge the calls' weight broadcasts and write them out as (nodes, batch, r_in, r_out)
     arrays (which ran 20x slower at N=256), forward and backward; the scores are those
     of one call on the whole batch."""
-    from tnjax.contraction import kernels as _contract
+    from tnjax._contraction import kernels as _contract
 
     if jax.default_backend() != "cpu" or not _contract._reduce_fuses("float32"):
         pytest.skip("this backend does not fuse sums of products (the kernel is off)")
-    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
     tree = Tree.binary(16)
     net = make_net(tree, shared=False, m=40, channels=(40,) * tree.depth, dtype=jnp.float32)
     x = features(16, 40, batch=12, dtype=jnp.float32)
-    assert _contract._child_major_levels(net, 6)
+    plan = _contract.contraction_plan(net, 6, reduce_min_flops=0)  # small levels too
+    assert plan.child_major
 
     def twice(net, x):
-        a, b = contract(net, x[:6]), contract(net, x[6:])
+        a, b = contract(net, x[:6], plan=plan), contract(net, x[6:], plan=plan)
         return jnp.concatenate([a.value(), b.value()])
 
     def loss(net, x):
@@ -243,19 +244,19 @@ def test_two_contractions_in_one_program_never_write_out_weight_broadcasts(monke
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_a_non_finite_sample_leaves_the_others_unchanged(bad, monkeypatch):
+def test_a_non_finite_sample_leaves_the_others_unchanged(bad):
     """A NaN or infinite feature in the first sample (the one whose features tie each
     call's reordered weights to the call, above) changes no other sample's scores, in
     a wide child-major network as in a narrow one."""
-    from tnjax.contraction import kernels as _contract
+    from tnjax import contraction_plan
 
-    monkeypatch.setattr(_contract, "_REDUCE_MIN_FLOPS", 0)  # small levels too, for the test
     tree = Tree.binary(16)
     for m, r in ((40, 40), (3, 4)):  # wide (child-major where the backend fuses), narrow
         net = make_net(tree, shared=False, m=m, channels=(r,) * tree.depth)
         x = features(16, m, batch=4)
-        want = np.asarray(contract(net, x[1:]).value())
-        got = np.asarray(jax.jit(contract)(net, x.at[0, 0, 0].set(bad)).value())
+        plan = contraction_plan(net, 4, reduce_min_flops=0)  # small levels too
+        want = np.asarray(contract(net, x[1:], plan=plan).value())
+        got = np.asarray(jax.jit(contract)(net, x.at[0, 0, 0].set(bad), plan=plan).value())
         np.testing.assert_allclose(got[1:], want, rtol=1e-12)
 
 
@@ -324,6 +325,7 @@ def test_jit_equals_eager_and_traces_once():
     assert len(traces) == 1
 
 
+@pytest.mark.optax_step
 def test_training_step_traces_once():
     import optax
 

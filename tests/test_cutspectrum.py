@@ -11,7 +11,7 @@ from tests._oracle import dense_spectrum, random_convac
 from tests._oracle import partitions_1d as _parts_1d
 from tests._oracle import partitions_2d as _parts_2d
 from tnjax import Partition, Tree, convac, to_dense
-from tnjax.entanglement.cutspectrum import entanglement_entropy, schmidt_spectrum
+from tnjax._entanglement.cutspectrum import entanglement_entropy, schmidt_spectrum
 
 CASES = {
     "binary8": (Tree.binary(8), _parts_1d(8), False),

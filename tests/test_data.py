@@ -11,7 +11,7 @@ import pytest
 
 import tnjax
 from tnjax import DataError, dataset_from_arrays, load_digits, load_mnist, read_idx
-from tnjax.training.data import MNIST_FILES, MNIST_SHA256, download_mnist
+from tnjax._training.data import MNIST_FILES, MNIST_SHA256, download_mnist
 
 # the shared copy of the standard files (conftest.MNIST_DIR)
 MNIST_DIR = os.path.abspath(
@@ -174,7 +174,7 @@ def test_download_skips_files_already_cached(tmp_path):
     (folder / name).write_bytes(b"x")
     old = MNIST_SHA256[name]
     try:
-        MNIST_SHA256[name] = tnjax.training.data._sha256(str(folder / name))
+        MNIST_SHA256[name] = tnjax._training.data._sha256(str(folder / name))
         with pytest.raises(DataError, match="train-labels"):
             download_mnist(cache_dir=str(tmp_path), fetch=fetch)
     finally:

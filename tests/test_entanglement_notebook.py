@@ -4,7 +4,7 @@ from tests._run import ROOT, execute_notebook, run_quick_benchmark
 
 
 def test_entanglement_notebook():
-    _, text = execute_notebook("entanglement", cwd=ROOT)  # raises on a failing cell
+    _, text = execute_notebook("02_entanglement", cwd=ROOT)  # raises on a failing cell
     assert "min-cut rank" in text  # the budget error was shown, not raised
     # the gradient steps on -penalty raise the entropy, as the notebook says they do
     line = next(x for x in text.splitlines() if x.startswith("mean Renyi-2 over the partitions:"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from tnjax.entanglement.spectral import (
+from tnjax._entanglement.spectral import (
     entropy_of,
     geometric_measure,
     gram_pair_spectrum,

@@ -42,7 +42,7 @@ def measured_rank(a, partition, y=0):
 
 def network_edges(tree, dims):
     """The tensor network as undirected edges (u, v, bond key, dim), built here apart
-    from tnjax.entanglement.mincut."""
+    from tnjax._entanglement.mincut."""
     edges = []
     for p in range(tree.n_inputs):
         edges.append((("input", p), ("W", 0, p), ("input", 0, p), dims[0]))
@@ -436,15 +436,16 @@ def test_bad_inputs():
 def test_plot_cut(tmp_path):
     import matplotlib.pyplot as plt
 
-    fig = plot_cut(Tree.quad(8), Partition.checkerboard((8, 8)), dims=(2, 2, 4, 8))
-    assert "Schmidt rank <= 65536" in fig.axes[0].get_title()
-    red = [ln for ln in fig.axes[0].lines if ln.get_color() == "red" and len(ln.get_xdata()) == 2]
+    backend = plt.get_backend()
+    ax = plot_cut(Tree.quad(8), Partition.checkerboard((8, 8)), dims=(2, 2, 4, 8))
+    assert "Schmidt rank <= 65536" in ax.get_title()
+    red = [ln for ln in ax.lines if ln.get_color() == "red" and len(ln.get_xdata()) == 2]
     assert red == []  # the cut goes through the 16 level-0 copy tensors, not along legs
-    fig.savefig(tmp_path / "cut.png")
-    plt.close(fig)
+    ax.figure.savefig(tmp_path / "cut.png")
+    assert plt.get_fignums() == [] and plt.get_backend() == backend  # pyplot untouched
     fig, ax = plt.subplots()
     net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
-    assert plot_cut(net, Partition.left_right(8), ax=ax) is fig
+    assert plot_cut(net, Partition.left_right(8), ax=ax) is ax
     red = [ln for ln in ax.lines if ln.get_color() == "red" and len(ln.get_xdata()) == 2]
     assert len(red) == 1  # the up bond into W(2, 1)
     plt.close(fig)

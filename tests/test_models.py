@@ -178,6 +178,7 @@ def test_model_errors_are_clear():
         TrigRepresentation((4, 4))(jnp.zeros((4, 4)))
 
 
+@pytest.mark.optax_step
 def test_trained_model_round_trips_through_checkpoint(tmp_path):
     from tnjax import dataset_from_arrays, fit
 

@@ -44,6 +44,7 @@ def test_sharded_contraction_equals_single_device(n_devices):
     np.testing.assert_allclose(np.asarray(got.log_scale), np.asarray(want.log_scale), rtol=1e-12)
 
 
+@pytest.mark.optax_step
 def test_data_parallel_train_step_equals_single_device():
     from tnjax import init_train_state, make_optimizer, make_train_step
     from tnjax.models import ModelConfig, make_model
@@ -67,10 +68,11 @@ def test_data_parallel_train_step_equals_single_device():
     np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-10)
 
 
+@pytest.mark.optax_step
 def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
     from tnjax import init_train_state, make_optimizer, make_train_step
+    from tnjax._training.checkpoint import save_checkpoint
     from tnjax.models import ModelConfig, make_model
-    from tnjax.training.checkpoint import save_checkpoint
 
     config = ModelConfig(input_shape=(4, 4), n_classes=3, m=4, channels=4)
     model = make_model(config, key=jax.random.key(0), dtype=jnp.float32)
@@ -91,7 +93,7 @@ def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
         f"""
         import jax, jax.numpy as jnp, numpy as np
         from flax import nnx
-        from tnjax.training.checkpoint import load_checkpoint
+        from tnjax._training.checkpoint import load_checkpoint
         from tnjax.models import ModelConfig, make_model
         assert jax.device_count() == 1, jax.devices()
         config = ModelConfig(input_shape=(4, 4), n_classes=3, m=4, channels=4)
@@ -118,6 +120,7 @@ def test_scaling_benchmark_quick(tmp_path):
     assert all(r["train_samples_per_s"] > 0 for r in rows)
 
 
+@pytest.mark.optax_step
 def test_fit_on_four_devices_matches_one_device():
     from tnjax import dataset_from_arrays, fit
     from tnjax.models import ModelConfig, make_model

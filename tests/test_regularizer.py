@@ -272,6 +272,7 @@ def test_plan_picks_the_cheap_route():
 
 
 # ---------------------------------------------------------------------- reg_every, fit
+@pytest.mark.optax_step
 def test_reg_every_applies_the_penalty_on_every_kth_step_with_k_times_the_weight():
     import tnjax
     from tnjax.models import ModelConfig, make_model
@@ -305,6 +306,7 @@ def test_reg_every_applies_the_penalty_on_every_kth_step_with_k_times_the_weight
         tnjax.make_train_step(graphdef, opt, regularizer=pen, reg_weight=0.1, reg_every=0)
 
 
+@pytest.mark.optax_step
 def test_fit_logs_the_penalty_per_epoch(tmp_path):
     import tnjax
     from tnjax.models import ModelConfig, make_model
@@ -342,7 +344,7 @@ def test_four_copy_root_stays_finite_for_a_class_at_the_bottom_of_the_spectrum()
     largest): the jitted float32 gradient stays finite and the value matches float64
     (in float32 the old normalisation made Tr(rho) tiny, its square a flushed subnormal,
     and the gradient NaN)."""
-    from tnjax.entanglement.sweep import up_sweep
+    from tnjax._entanglement.sweep import up_sweep
 
     # one channel at level 1: the root Gram has rank 1, and a class vector 1e-7 off its
     # null space has a norm 1e-14 of the other's

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+import tnjax
 from tests._oracle import dense_spectrum, partitions_2d, random_convac
 from tests._oracle import partitions_1d as _partitions_1d
 from tnjax import Partition, Tree, convac, to_dense
-from tnjax.entanglement.renyi2 import renyi2
+from tnjax._entanglement.renyi2 import renyi2
 
 
 def dense_renyi2(a, side):
@@ -204,3 +205,20 @@ def test_rank_one_cut_is_exactly_zero_in_float32():
             np.testing.assert_array_equal(np.asarray(s2), 0.0)
         g = jax.grad(lambda n, p=p: renyi2(n, p))(n)
         assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g))
+
+
+def test_a_plan_is_a_value_passed_on_and_checked():
+    """renyi2 runs a plan built once (as entropy_penalty does for its partitions) and
+    refuses one built for another partition or class selection."""
+    net = tnjax.convac(jax.random.key(0), tnjax.Tree.quad(8), m=2, channels=3, n_classes=2,
+                       dtype=jnp.float64)  # fmt: skip
+    lr, cb = tnjax.Partition.left_right((8, 8)), tnjax.Partition.checkerboard((8, 8))
+    for part, routes in ((lr, ("cut", "four_copy")), (cb, ("four_copy",))):
+        for route in routes:
+            plan = tnjax.renyi2_plan(net, part, route=route)
+            np.testing.assert_allclose(tnjax.renyi2(net, part, plan=plan),
+                                       tnjax.renyi2(net, part), rtol=1e-10)  # fmt: skip
+    with pytest.raises(ValueError, match="another network structure, partition"):
+        tnjax.renyi2(net, cb, plan=tnjax.renyi2_plan(net, lr))
+    with pytest.raises(ValueError, match="another network structure, partition"):
+        tnjax.renyi2(net, lr, classes="sum", plan=tnjax.renyi2_plan(net, lr))

@@ -8,7 +8,7 @@ import pytest
 from tests._oracle import compare_spectra as _compare
 from tests._oracle import dense_spectrum
 from tnjax import Tree, convac, to_dense
-from tnjax.entanglement.sweep import edge_entropies, edge_spectra
+from tnjax._entanglement.sweep import edge_entropies, edge_spectra
 
 # (tree, M, channels, shared): bond dims rise and fall so that every route of an edge is
 # covered: the bond entering or leaving the conv (the smaller is used), and the dense

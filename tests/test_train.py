@@ -47,6 +47,7 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
+@pytest.mark.optax_step
 def test_train_step_traces_once_and_matches_an_independent_adam_step():
     model = _model()
     opt = make_optimizer(lr=1e-2, total_steps=10, clip=None)
@@ -89,6 +90,7 @@ def test_train_step_traces_once_and_matches_an_independent_adam_step():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.optax_step
 def test_fit_learns_writes_outputs_and_traces_once(tmp_path):
     data = _data(n=256)
     res = fit(
@@ -106,6 +108,7 @@ def test_fit_learns_writes_outputs_and_traces_once(tmp_path):
     assert direct["accuracy"] == pytest.approx(res.test["accuracy"])
 
 
+@pytest.mark.optax_step
 def test_fit_is_deterministic_under_a_seed():
     data = _data()
     kw = dict(epochs=2, batch_size=16, progress=False, augment=tnjax.random_shift(1))
@@ -119,6 +122,7 @@ def test_fit_is_deterministic_under_a_seed():
     )
 
 
+@pytest.mark.optax_step
 def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     data = _data()
     kw = dict(epochs=3, batch_size=16, progress=False, seed=1, augment=tnjax.random_shift(1))
@@ -137,6 +141,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     assert untimed(resumed.history) == untimed(full.history)
 
 
+@pytest.mark.optax_step
 def test_early_stopping_returns_the_best_epoch():
     data = _data(n=128, noisy_labels=True)  # nothing to learn: validation loss rises
     res = fit(
@@ -160,6 +165,7 @@ def test_early_stopping_returns_the_best_epoch():
     assert got == pytest.approx(best["val_loss"], rel=1e-5)
 
 
+@pytest.mark.optax_step
 def test_regularizer_enters_the_objective():
     data = _data()
 
@@ -186,6 +192,7 @@ def test_regularizer_enters_the_objective():
     assert float(metrics["reg"]) == pytest.approx(float(l2(model.network)), rel=1e-6)
 
 
+@pytest.mark.optax_step
 def test_entropy_penalty_as_regularizer():
     """The same start trained with the penalty's weight > 0, = 0 and < 0: the entropy
     ends in that order, and the history logs the penalty each epoch."""
@@ -221,6 +228,7 @@ def test_checkpoint_errors(tmp_path):
         tnjax.load_model(p)
 
 
+@pytest.mark.optax_step
 def test_resume_with_other_settings_is_refused(tmp_path):
     data = _data()
     fit(_model(), data, epochs=1, batch_size=16, out_dir=str(tmp_path), progress=False)
@@ -244,6 +252,7 @@ def test_fit_input_errors():
         make_optimizer(total_steps=5, schedule="step")
 
 
+@pytest.mark.optax_step
 def test_train_step_runs_unchanged_data_parallel():
     """The pure step jitted over a batch-sharded Mesh (params replicated) matches the
     single-device step."""

@@ -183,7 +183,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _report(net, out_dir, names=None):
     import jax
 
-    from tnjax.entanglement.report import entanglement_report, format_report, standard_partitions
+    from tnjax._entanglement.report import entanglement_report, format_report, standard_partitions
     from tnjax.plot import plot_cut
 
     parts = standard_partitions(net.tree.shape, names)
@@ -196,7 +196,7 @@ def _report(net, out_dir, names=None):
         for p, row in zip(parts, rows, strict=True):
             safe = p.name.replace("/", "_").replace(" ", "_")
             row["plot"] = os.path.join(out_dir, f"min_cut_{safe}.png")
-            plot_cut(net, p).savefig(row["plot"], dpi=90)
+            plot_cut(net, p).figure.savefig(row["plot"], dpi=90)
         with open(os.path.join(out_dir, "entanglement.json"), "w") as f:
             json.dump(rows, f, indent=2)
     return rows
@@ -210,7 +210,7 @@ def _regularizer(name, kind, shape):
     if name == "none":
         return None
     import tnjax
-    from tnjax.entanglement.report import standard_partitions
+    from tnjax._entanglement.report import standard_partitions
 
     if name == "edges":
         parts = "edges"
@@ -229,7 +229,7 @@ def _check_out(out: str, *, resume: bool, overwrite: bool) -> str | None:
     """Why ``--out`` cannot be used as asked (None if it can); clears it for --overwrite."""
     import shutil
 
-    from tnjax.training.loop import CHECKPOINT
+    from tnjax._training.loop import CHECKPOINT
 
     if resume and overwrite:
         return "--resume continues the run in --out, --overwrite replaces it: give one"
@@ -256,9 +256,9 @@ def cmd_train(args) -> int:
     import jax
 
     import tnjax
+    from tnjax._training.sharding import _distributed_requested
     from tnjax.models import ModelConfig, make_model
     from tnjax.presets import PRESETS
-    from tnjax.training.sharding import _distributed_requested
 
     if _distributed_requested():
         tnjax.initialize_multihost()
@@ -433,13 +433,13 @@ def cmd_bench(args) -> int:
         raise SystemExit(f"tnjax: unknown benchmarks {unknown}: available are {available}")
     status = 0
     for name in names:
-        cmd = [sys.executable, os.path.join(d, f"{name}.py")]
+        cmd = [sys.executable, "-m", f"benchmarks.{name}"]
         if args.quick:
             cmd.append("--quick")
         if args.out:
             cmd += ["--out", os.path.abspath(args.out)]
         print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
-        rc = subprocess.call(cmd, cwd=d)
+        rc = subprocess.call(cmd, cwd=os.path.dirname(d))
         if rc:
             print(f"== {name} failed with exit status {rc}", file=sys.stderr)
             status = 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tnjax.contraction.forward import check_features
-from tnjax.core.network import TreeTN
+from tnjax._contraction.forward import check_features
+from tnjax._core.network import TreeTN
 
 __all__ = ["to_tensornetwork", "tensornetwork_scores"]
 
@@ -24,7 +24,7 @@ def to_tensornetwork(net: TreeTN, features=None, *, backend: str = "numpy"):
         ``(nodes, output_edges)``, ready for ``tensornetwork.contractors.greedy(nodes,
         output_edge_order=output_edges)``.
 
-    Example:
+    Examples:
         >>> import jax, tensornetwork as tn
         >>> from tnjax import Tree, convac, to_tensornetwork
         >>> net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=(2, 2), n_classes=3)

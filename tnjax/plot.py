@@ -1,8 +1,10 @@
 """Figures: the min-cut drawn on the tree, learning curves.
 
-Object-oriented matplotlib only (``matplotlib.figure.Figure``): nothing here touches
-pyplot's global state or the caller's backend, so it works in scripts, servers and
-notebooks alike (a notebook displays a returned figure with ``display(fig)``).
+Each function draws into the axes it is given (from ``plt.subplots()`` or any figure)
+and returns them; without axes it makes a ``matplotlib.figure.Figure`` of its own.
+Nothing here touches pyplot's state or the caller's backend, so the functions work in
+scripts, servers and notebooks alike; saving a figure is the caller's
+(``ax.figure.savefig(path)``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from tnjax.core.network import TreeTN
-from tnjax.core.partition import Partition, as_partition
-from tnjax.core.tree import Tree
-from tnjax.entanglement.mincut import MinCut, _cut, _tree_and_dims
+from tnjax._core.network import TreeTN
+from tnjax._core.partition import Partition, as_partition
+from tnjax._core.tree import Tree
+from tnjax._entanglement.mincut import MinCut, _cut, _tree_and_dims
 
 __all__ = ["plot_cut", "plot_learning_curve"]
 
@@ -56,13 +58,14 @@ def plot_cut(
         ax: a matplotlib axes to draw into (a new figure if omitted).
 
     Returns:
-        The matplotlib figure.
+        The axes drawn into.
 
-    Example:
+    Examples:
         >>> from tnjax import Partition, Tree, plot_cut
-        >>> fig = plot_cut(Tree.binary(8), Partition.interleaved(8), dims=(2, 2, 2, 2))
-        >>> len(fig.axes)
-        1
+        >>> ax = plot_cut(Tree.binary(8), Partition.interleaved(8), dims=(2, 2, 2, 2))
+        >>> ax.get_title().split(" = ")[0]
+        'interleaved: Schmidt rank <= 16'
+
     """
     tree, dims = _tree_and_dims(net_or_tree, dims)
     partition = as_partition(partition, tree.n_inputs, tree.shape)
@@ -74,8 +77,6 @@ def plot_cut(
     if ax is None:
         fig = Figure(figsize=(min(max(6.0, 0.28 * n + 2), 22), 1.3 * tree.depth + 2.5))
         ax = fig.subplots()
-    else:
-        fig = ax.figure
     pos = _layout(tree)
     colors = {"A": "tab:blue", "B": "tab:orange", "cut": "red"}
     cut_edges = {b.ends(tree) for b in cut.bonds if b.kind != "delta"}
@@ -135,16 +136,34 @@ def plot_cut(
         inset.imshow(~partition.as_array(), cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
         inset.set_xticks([])
         inset.set_yticks([])
-    return fig
+    return ax
 
 
-def plot_learning_curve(history: list[dict], path: str) -> str:
+def plot_learning_curve(history: Sequence[dict], *, axes=None):
     """Loss and accuracy per epoch (train, and validation when present), and the
-    regularizer's value when one was used, as a PNG."""
+    regularizer's value when one was used: two or three panels.
+
+    Args:
+        history: ``FitResult.history`` (or ``metrics.json``'s ``history``).
+        axes: two axes (three when the history has a penalty) to draw into.
+
+    Returns:
+        The axes drawn into.
+
+    Examples:
+        >>> from tnjax import plot_learning_curve
+        >>> h = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "reg": 0.3},
+        ...      {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "reg": 0.2}]
+        >>> [a.get_title() for a in plot_learning_curve(h)]
+        ['loss', 'accuracy', 'regularizer']
+    """
     ep = [h["epoch"] for h in history]
     has_reg = any("reg" in h for h in history)
-    fig = Figure(figsize=(13.5 if has_reg else 9, 3.5), layout="tight")
-    axes = fig.subplots(1, 3 if has_reg else 2)
+    if axes is None:
+        fig = Figure(figsize=(13.5 if has_reg else 9, 3.5), layout="tight")
+        axes = fig.subplots(1, 3 if has_reg else 2)
+    if len(axes) != 2 + has_reg:
+        raise ValueError(f"give {2 + has_reg} axes for this history, got {len(axes)}")
     a1, a2 = axes[0], axes[1]
     a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
     a2.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
@@ -161,5 +180,4 @@ def plot_learning_curve(history: list[dict], path: str) -> str:
     for a in axes:
         a.grid(alpha=0.3)
         a.legend()
-    fig.savefig(path, dpi=100)
-    return path
+    return axes

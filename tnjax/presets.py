@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from tnjax._training.data import random_shift
 from tnjax.models.convac import ModelConfig
-from tnjax.training.data import random_shift
 
 __all__ = ["PRESETS", "Preset"]
 
@@ -24,7 +24,7 @@ class Preset:
         epochs, batch_size, lr, loss, val_fraction: :func:`tnjax.fit` settings.
         augment_shift: random translations of up to this many pixels (0: none).
 
-    Example:
+    Examples:
         >>> import dataclasses
         >>> from tnjax import PRESETS
         >>> p = dataclasses.replace(PRESETS["digits"], epochs=1)

@@ -12,9 +12,9 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array
 
-from tnjax.contraction.forward import Scores, contract
-from tnjax.core.network import TreeTN, convac, shallow_convac
-from tnjax.core.tree import Tree
+from tnjax._contraction.forward import Scores, contract
+from tnjax._core.network import TreeTN, convac, shallow_convac
+from tnjax._core.tree import Tree
 from tnjax.models.representation import (
     GaussianRepresentation,
     PatchConvRepresentation,
@@ -69,7 +69,7 @@ class ConvAC(nnx.Module):
             :func:`make_model`); checkpoints store it so that ``load_model`` can rebuild it.
         rngs: ``nnx.Rngs`` (its ``params`` stream initialises the network).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flax import nnx
         >>> from tnjax import Tree
@@ -238,7 +238,7 @@ class ModelConfig:
         noise: scale of the random part of the ``"product"`` initialisation.
         background: raw input value made neutral (see :class:`ConvAC`), or ``None``.
 
-    Example:
+    Examples:
         >>> from tnjax.models import ModelConfig
         >>> ModelConfig(input_shape=(8, 8), n_classes=10).tree().windows
         (4, 4, 4)
@@ -302,8 +302,9 @@ class ModelConfig:
 def _neutral(w: Array, b: Array) -> Array:
     """``w + b (1 - b^T w) / |b|^2`` over the input axis of ``w`` (``(..., r_in, r_out)``):
     the nearest conv (per output channel, least squares) that maps ``b`` to all ones."""
-    miss = 1.0 - jnp.einsum("i,...io->...o", b, w)
-    return w + b[:, None] * miss[..., None, :] / jnp.sum(b * b)
+    miss = 1.0 - jnp.einsum("i,...io->...o", b, w)  # (..., r_out)
+    col = b.reshape((1,) * (w.ndim - 2) + (-1, 1))  # b along the input axis
+    return w + col * miss[..., None, :] / jnp.sum(b * b)
 
 
 def _product_init(key, net: TreeTN, *, constant: bool, noise: float = 0.1) -> TreeTN:
@@ -337,7 +338,7 @@ def make_tree(shape: Sequence[int], geometry: str, *, windows=None) -> Tree:
             (explicit per-level ``(wh, ww)`` ``windows``), ``"binary"`` (1D, windows of 2;
             for an image: its pixels row-major), ``"flat"`` (one global pooling).
 
-    Example:
+    Examples:
         >>> from tnjax.models import make_tree
         >>> make_tree((28, 28), "grid", windows=[(2, 2), (2, 2), (7, 7)]).windows
         (4, 4, 49)
@@ -369,7 +370,7 @@ def make_tree(shape: Sequence[int], geometry: str, *, windows=None) -> Tree:
 def make_model(config: ModelConfig, *, key: jax.Array, dtype=jnp.float32) -> ConvAC:
     """Build a :class:`ConvAC` from a :class:`ModelConfig`.
 
-    Example:
+    Examples:
         >>> import jax
         >>> from tnjax.models import ModelConfig, make_model
         >>> model = make_model(ModelConfig(input_shape=(8, 8), n_classes=10), key=jax.random.key(0))

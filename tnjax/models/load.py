@@ -7,9 +7,9 @@ import os
 import jax
 from flax import nnx
 
+from tnjax._training.checkpoint import CheckpointError, _restore, read_checkpoint_meta
+from tnjax._training.loop import CHECKPOINT
 from tnjax.models.convac import ConvAC, ModelConfig, make_model
-from tnjax.training.checkpoint import CheckpointError, _restore, read_checkpoint_meta
-from tnjax.training.loop import CHECKPOINT
 
 __all__ = ["load_model"]
 

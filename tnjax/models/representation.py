@@ -53,7 +53,7 @@ class TrigRepresentation(nnx.Module):
         m: feature size M (at least 2).
         dtype: output dtype.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from tnjax.models import TrigRepresentation
         >>> TrigRepresentation((2, 2), m=3)(jnp.zeros((5, 2, 2))).shape
@@ -71,8 +71,9 @@ class TrigRepresentation(nnx.Module):
     def __call__(self, x) -> Float[Array, "batch n m"]:
         x = _check_input(x, self.shape, "TrigRepresentation").astype(self.dtype)
         x = x.reshape(x.shape[0], -1, 1)
-        s = jnp.arange(self.m, dtype=self.dtype)
+        s = jnp.arange(self.m, dtype=self.dtype)[None, None, :]
         coef = jnp.sqrt(jnp.asarray([math.comb(self.m - 1, k) for k in range(self.m)], self.dtype))
+        coef = coef[None, None, :]
         c, sn = jnp.cos(jnp.pi * x / 2), jnp.sin(jnp.pi * x / 2)
         return coef * c ** (self.m - 1 - s) * sn**s
 
@@ -89,7 +90,7 @@ class GaussianRepresentation(nnx.Module):
         patch: patch side (1 = the pixel alone).
         rngs: ``nnx.Rngs`` for the means.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flax import nnx
         >>> from tnjax.models import GaussianRepresentation
@@ -115,7 +116,11 @@ class GaussianRepresentation(nnx.Module):
         p = _patches(x, self.patch)  # (batch, N, K)
         inv = jnp.exp(-2.0 * self.log_sigma[...]) / 2  # (K, M)
         # sum_k (p_k - mu_k)^2 inv_k as matmuls
-        d = (p * p) @ inv - 2 * p @ (self.mu[...] * inv) + jnp.sum(self.mu[...] ** 2 * inv, 0)
+        d = (
+            (p * p) @ inv
+            - 2 * p @ (self.mu[...] * inv)
+            + jnp.sum(self.mu[...] ** 2 * inv, 0)[None, None]
+        )
         logphi = -d
         return jnp.exp(logphi - jax.lax.stop_gradient(jnp.max(logphi, -1, keepdims=True)))
 
@@ -135,7 +140,7 @@ class PatchConvRepresentation(nnx.Module):
         constant: append a constant-1 channel.
         rngs: ``nnx.Rngs`` for the kernel.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flax import nnx
         >>> from tnjax.models import PatchConvRepresentation
