@@ -62,7 +62,7 @@ def curves(quick: bool) -> dict[str, list[dict]]:
     """The points of each curve: ``{curve: [{n, r, batch, tree, shared}]}``."""
     if quick:
         return {
-            "binary": [dict(n=n, r=4, batch=8, tree="binary", shared=False) for n in (16, 32)],
+            "binary": [dict(n=16, r=4, batch=8, tree="binary", shared=False)],
             "shared": [dict(n=16, r=4, batch=8, tree="binary", shared=True)],
         }
     b = 256

@@ -286,7 +286,7 @@ def entanglement_entropy(
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, entanglement_entropy
         >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=2, n_classes=3)
-        >>> entanglement_entropy(net, Partition.left_right(8)).shape
+        >>> jax.jit(entanglement_entropy, static_argnums=1)(net, Partition.left_right(8)).shape
         ()
     """
     mean = classes == "mean"

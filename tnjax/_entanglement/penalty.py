@@ -94,8 +94,8 @@ def entropy_penalty(
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, entropy_penalty
         >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
-        >>> grads = jax.grad(entropy_penalty)(net, Partition.interleaved(8))
-        >>> grads.convs[0].shape
+        >>> grad = jax.jit(jax.grad(lambda n: entropy_penalty(n, Partition.interleaved(8))))
+        >>> grad(net).convs[0].shape
         (8, 2, 3)
     """
     _check_net(net)

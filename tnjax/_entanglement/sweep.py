@@ -392,7 +392,7 @@ def edge_entropies(
         >>> import jax
         >>> from tnjax import Tree, convac, edge_entropies
         >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
-        >>> [s.shape for s in edge_entropies(net)]
+        >>> [s.shape for s in jax.jit(edge_entropies)(net)]
         [(8,), (4,), (2,)]
     """
     mean = classes == "mean"
