@@ -29,6 +29,7 @@ dropped for the larger points of a curve once a point took it over ``--budget-s`
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 import time
@@ -56,6 +57,7 @@ NS = (64, 256, 1024, 4096, 16384)
 PEERS = ("tnjax", "quimb+cotengra (jax)", "quimb+cotengra (numpy)", "jnp.einsum (greedy)",
          "jnp per-node loop", "jnp per-level einsum")  # fmt: skip
 RESCALE_UP_TO = 256  # inputs; past this the peers get raw features
+GROWTH = 4  # the work from one point of a curve to the next, about
 
 
 def curves(quick: bool) -> dict[str, list[dict]]:
@@ -165,6 +167,8 @@ def run(args) -> dict:
     a = jax.random.normal(jax.random.key(2), (peak_n, peak_n), jnp.float32)
     matmul = jax.jit(jnp.matmul).lower(a, a).compile()
     results = {}
+    meta = {"machine": _common.machine_info(), "quick": args.quick, "m": m,
+            "budget_s": args.budget_s}  # fmt: skip
     total = sum(len(v) for v in todo.values())
     bar = tqdm(total=total * len(PEERS), desc="cost curve", file=sys.stderr)
     for curve, points in todo.items():
@@ -205,7 +209,8 @@ def run(args) -> dict:
                 fb_stat = stats.get((name, "forward_backward"))
                 rec["forward_backward_s"] = fb_stat["median_s"] if fb_stat else None
                 rec["gflops"] = row["flops"] / fwd_s / 1e9
-                finite = bool(np.all(np.isfinite(scores))) and bool(np.any(scores != 0))
+                norms = np.linalg.norm(np.asarray(scores, np.float64), axis=1)
+                finite = bool(np.all(np.isfinite(norms)) and np.all(norms > 0))
                 if name != "tnjax":
                     if not finite:
                         rec["overflow"] = "scores under- or overflow float32 without log-scaling"
@@ -217,14 +222,22 @@ def run(args) -> dict:
                         rec["rel_err"] = rel_err(a_, b_)
                 worst = max(rec.get("compile_s") or 0, rec.get("compile_fb_s") or 0,
                             rec.get("setup_s") or 0, fwd_s)  # fmt: skip
-                if worst > args.budget_s and name != "tnjax":
-                    dropped[name] = f"over the {args.budget_s:g} s budget at N={p['n']}"
+                # the next point is about 4x the work: drop a peer before it would blow
+                # the budget (or the machine's memory, in a compile that cannot be stopped)
+                if GROWTH * worst > args.budget_s and name != "tnjax":
+                    dropped[name] = (
+                        f"{worst:.3g} s at N={p['n']} r={p['r']} b={p['batch']}: the next point "
+                        f"would be over the {args.budget_s:g} s budget"
+                    )
                 row["methods"][name] = rec
             rows.append(row)
+            results[curve] = rows
+            if args.checkpoint_path:  # what is done survives a crash or a time limit
+                _common.write_json(NAME, {**meta, "complete": False, "curves": results},
+                                   out_dir=args.out)  # fmt: skip
         results[curve] = rows
     bar.close()
-    return {"machine": _common.machine_info(), "quick": args.quick, "m": m,
-            "budget_s": args.budget_s, "curves": results}  # fmt: skip
+    return {**meta, "complete": True, "curves": results}
 
 
 def plot(payload: dict, path: str) -> None:
@@ -240,21 +253,30 @@ def plot(payload: dict, path: str) -> None:
         xs = [r[xkey] for r in rows]
         for j, (q, label) in enumerate(quantities):
             ax = axes[i, j]
-            for name in PEERS:
-                ys = [r["methods"].get(name, {}).get(q) for r in rows]
-                pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y]
-                if pts:
-                    ax.plot(
-                        *zip(*pts, strict=True), "o-", label=name, lw=2.5 if name == "tnjax" else 1
-                    )
+            for c, name in enumerate(PEERS):
+                recs = [r["methods"].get(name, {}) for r in rows]
+                pts = [(x, rec[q], _wrong(rec)) for x, rec in zip(xs, recs, strict=True)
+                       if rec.get(q)]  # fmt: skip
+                if not pts:
+                    continue
+                color = f"C{c}"
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=color,
+                        lw=2.5 if name == "tnjax" else 1, label=name)  # fmt: skip
+                for x, y, wrong in pts:  # x: scores under- or overflowed (no log-scaling)
+                    ax.plot(x, y, "x" if wrong else "o", color=color, ms=7 if wrong else 4)
             if q == "forward_s":  # the roofline: the work at the machine's matmul peak
                 roof = [r["flops"] / (r["peak_gflops"] * 1e9) for r in rows]
                 ax.plot(xs, roof, "k--", lw=1, label="matmul roofline")
             ax.set(xscale="log", yscale="log", xlabel={"n": "inputs N"}.get(xkey, xkey),
                    ylabel=label, title=f"{curve}: {label}")  # fmt: skip
             ax.grid(alpha=0.3, which="both")
-        axes[i, 0].legend(fontsize=7)
+        axes[i, 0].legend(fontsize=7, title="x: scores under/overflow", title_fontsize=7)
     fig.savefig(path, dpi=90)
+
+
+def _wrong(rec: dict) -> bool:
+    """The method's scores under- or overflowed float32 (no log-scaling)."""
+    return "overflow" in rec or math.isnan(rec.get("rel_err", 0.0))
 
 
 def markdown(payload: dict) -> str:
@@ -273,8 +295,8 @@ def markdown(payload: dict) -> str:
                 fb = rec.get("forward_backward_s")
                 cell = f"{1e3 * rec['forward_s']:.3g} / {'-' if fb is None else f'{1e3 * fb:.3g}'}"
                 cell += f" / {rec['first_result_s']:.3g}"
-                if "overflow" in rec:
-                    cell += " (overflow)"
+                if _wrong(rec):
+                    cell += " (under/overflow)"
                 cells.append(cell)
             lines.append(f"| N={r['n']} r={r['r']} b={r['batch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -285,7 +307,15 @@ def main(argv=None) -> int:
     p.add_argument("--points", default=None, help="curves to run (default: all)")
     p.add_argument("--budget-s", type=float, default=60.0,
                    help="drop a peer from a curve after a point took it longer than this")  # fmt: skip
+    p.add_argument("--replot", default=None, help="redraw the plot and table of this JSON")
     args = p.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            payload = json.load(f)
+        plot(payload, _common.plot_path(NAME, out_dir=args.out))
+        print(markdown(payload))
+        return 0
+    args.checkpoint_path = not args.quick
     payload = run(args)
     path = _common.write_json(NAME, payload, out_dir=args.out)
     plot(payload, _common.plot_path(NAME, out_dir=args.out))

@@ -201,3 +201,41 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch):
                     progress=False, out_dir=str(tmp_path / "run"))  # fmt: skip
     assert res.test is not None
     assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
+def test_loss_rise_pieces_are_pure_and_judge_a_rise():
+    from tnjax._training.loop import LoopState, _loss_rise, _track_loss
+
+    loop = LoopState()
+    for loss in (0.7, 0.6, 0.5, 0.5, 0.45, 0.4):  # a run that learns
+        loop = _track_loss(loop, loss)
+    assert _loss_rise(loop, 4.0, step=6, hint="h") is None
+    for _ in range(30):  # then the loss climbs far above its best and stays there
+        loop = _track_loss(loop, 12.0)
+    why = _loss_rise(loop, 4.0, step=36, hint="the learning rate")
+    assert why.startswith("training loss rose from 0.") and "the learning rate" in why
+    assert _loss_rise(loop, None, step=36, hint="h") is None  # switched off
+    assert LoopState.from_json(loop.to_json()) == loop  # survives a checkpoint
+
+
+@pytest.mark.optax_step
+def test_a_loss_that_climbs_stops_the_run(tmp_path):
+    """A finite loss that climbs far above its best stops the run, not only a NaN: here
+    the batches turn upside down (the label flips with them) once the model has learnt."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(400, 4, 4)).astype(np.float32)
+    y = (x[:, :2].mean(axis=(1, 2)) > x[:, 2:].mean(axis=(1, 2))).astype(np.int32)
+    data = tnjax.dataset_from_arrays(x[:320], y[:320], x[320:], y[320:])
+    calls = []
+
+    def flips_later(rng, xb):
+        calls.append(1)
+        return xb[:, ::-1] if len(calls) > 200 else xb
+
+    model = make_model(ModelConfig(input_shape=(4, 4), n_classes=2, m=4, channels=4),
+                       key=jax.random.key(0))  # fmt: skip
+    with pytest.raises(tnjax.TrainingDiverged, match="training loss rose from"):
+        tnjax.fit(model, data, epochs=20, batch_size=16, lr=1e-2, val_fraction=0.0,
+                  augment=flips_later, out_dir=str(tmp_path), progress=False)  # fmt: skip
+    assert 200 < len(calls) < 260  # stopped within a few dozen bad steps
+    assert (tmp_path / "checkpoint.msgpack").exists()

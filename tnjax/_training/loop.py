@@ -86,6 +86,9 @@ class LoopState:
         stopped: early stopping fired.
         sums: running sums of the current epoch (``loss``, ``accuracy``, ``count``,
             ``reg``, ``reg_count``).
+        recent_loss: a moving average of the training loss.
+        best_loss: the lowest that moving average has been (the divergence reference).
+        steps_seen: steps accounted for in the two above.
     """
 
     history: tuple = ()
@@ -94,12 +97,17 @@ class LoopState:
     bad_epochs: int = 0
     stopped: bool = False
     sums: dict = dataclasses.field(default_factory=lambda: dict(_ZERO_SUMS))
+    recent_loss: float | None = None
+    best_loss: float | None = None
+    steps_seen: int = 0
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "history": list(self.history)}
 
     @classmethod
     def from_json(cls, d: dict) -> LoopState:
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
         return cls(**{**d, "history": tuple(d["history"]), "sums": {**_ZERO_SUMS, **d["sums"]}})
 
 
@@ -134,7 +142,32 @@ class FitResult:
     out_dir: str | None = None
 
 
+_MIN_STEPS = 5  # steps before a rise of the loss is judged
+_RECENT = 0.1  # weight of a step in the moving average of the loss
+
+
 # ------------------------------------------------------------------- pure loop pieces
+def _track_loss(loop: LoopState, loss: float) -> LoopState:
+    """``loop`` with one step's loss in the moving average and its best value."""
+    recent = loss if loop.recent_loss is None else (1 - _RECENT) * loop.recent_loss + _RECENT * loss
+    best = recent if loop.best_loss is None else min(loop.best_loss, recent)
+    return dataclasses.replace(loop, recent_loss=recent, best_loss=best,
+                               steps_seen=loop.steps_seen + 1)  # fmt: skip
+
+
+def _loss_rise(loop: LoopState, factor: float | None, *, step: int, hint: str) -> str | None:
+    """Why the loss says training diverged while staying finite: its moving average far
+    above the lowest it has been (``factor`` times it, plus one nat)."""
+    if factor is None or loop.steps_seen < _MIN_STEPS:
+        return None
+    if loop.recent_loss > factor * loop.best_loss + 1.0:
+        return (
+            f"training loss rose from {loop.best_loss:.4g} to {loop.recent_loss:.4g} "
+            f"(moving averages) by step {step}: likely {hint}"
+        )
+    return None
+
+
 def _accumulate(loop: LoopState, metrics: dict[str, float]) -> LoopState:
     """``loop`` with one step's metrics added to the epoch's running sums."""
     s = dict(loop.sums)
@@ -144,7 +177,7 @@ def _accumulate(loop: LoopState, metrics: dict[str, float]) -> LoopState:
     if metrics.get("reg_computed"):
         s["reg"] += metrics["reg"]
         s["reg_count"] += 1
-    return dataclasses.replace(loop, sums=s)
+    return _track_loss(dataclasses.replace(loop, sums=s), metrics["loss"])
 
 
 def _epoch_record(loop: LoopState, *, epoch: int, step: int, lr: float | None, seconds: float):
@@ -285,6 +318,7 @@ def fit(
     augment: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
     eval_batch_size: int = 1000,
     n_devices: int | None = None,
+    diverge_factor: float | None = 4.0,
     progress: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``data`` (Adam with a warmup-cosine schedule, or any optax
@@ -328,6 +362,9 @@ def fit(
             all-reduce). Default: the most visible devices that divide ``batch_size``.
             In a multi-host run (``jax.distributed``) every device of every process, and
             each process gathers and feeds only its own rows of each global batch.
+        diverge_factor: stop when the training loss's moving average rises above this
+            many times the lowest it has been, plus one nat (None: never; a non-finite
+            loss, penalty or gradient always stops).
         progress: show a tqdm bar on a terminal, and a line per epoch.
 
     Returns:
@@ -336,7 +373,7 @@ def fit(
     Raises:
         TrainingInterrupted: SIGINT or SIGTERM (with ``out_dir``: after a checkpoint).
         TrainingDiverged: a non-finite loss, penalty or gradient (the last good state is
-            checkpointed).
+            checkpointed), or a loss far above its start (see ``diverge_factor``).
 
     Examples:
         >>> import jax
@@ -464,6 +501,11 @@ def fit(
                 saved = f"; the last good state is in {ckpt_path}" if out_dir else ""
                 raise TrainingDiverged(why + saved)
             state, loop, step = new_state, _accumulate(loop, metrics), step + 1
+            why = _loss_rise(loop, diverge_factor, step=step, hint=hint)
+            if why is not None:
+                checkpoint(state, best_params, loop)
+                saved = f"; the last state is in {ckpt_path}" if out_dir else ""
+                raise TrainingDiverged(why + saved)
             bar.update(1)
             if step % 10 == 0 or i == steps_per_epoch - 1:
                 bar.set_postfix(**_postfix(loop.sums))
