@@ -86,7 +86,7 @@ def make_problem(
     """A random unshared ConvAC on ``Tree.binary(n_inputs)`` and features rescaled per
     sample so that the *unscaled* scores are of order one (see the module docstring)."""
     k_net, k_x = jax.random.split(jax.random.key(seed))
-    net = convac(k_net, Tree.binary(n_inputs), m=m, channels=channels, n_classes=n_classes)
+    net = convac(key=k_net, tree=Tree.binary(n_inputs), m=m, channels=channels, n_classes=n_classes)
     x = jax.random.normal(k_x, (batch, n_inputs, m), jnp.float32)
     # a jit of its own, so that the timed tnjax compile below is not a cache hit
     log_scale = jax.jit(lambda net, x: contract(net, x).log_scale)(net, x)

@@ -83,7 +83,9 @@ def make_point(p: dict, *, m: int, n_classes: int = 10):
     side = math.isqrt(n)
     tree = Tree.quad(side) if p["tree"] == "quad" else Tree.binary(n)
     k_net, k_x = jax.random.split(jax.random.key(0))
-    net = convac(k_net, tree, m=m, channels=p["r"], n_classes=n_classes, shared=p["shared"])
+    net = convac(
+        key=k_net, tree=tree, m=m, channels=p["r"], n_classes=n_classes, shared=p["shared"]
+    )
     x = jax.random.normal(k_x, (p["batch"], n, m), jnp.float32)
     rescaled = n <= RESCALE_UP_TO
     if rescaled:  # unscaled peers' scores of order one (the network is degree-N homogeneous)

@@ -83,7 +83,7 @@ def main() -> None:
     scaling: list[dict] = []
     jobs = [(n, name) for n in ns for name in routes(n)]
     for n, name in tqdm(jobs, desc="routes vs N", disable=quick):
-        net = convac(key, Tree.binary(n), m=2, channels=r_scan, n_classes=y)
+        net = convac(key=key, tree=Tree.binary(n), m=2, channels=r_scan, n_classes=y)
         row = {"route": name, "n": n, "r": r_scan, "m": 2, "classes": y}
         size = y * 2**n
         if name == "dense_svd" and size > DENSE_LIMIT:
@@ -106,7 +106,7 @@ def main() -> None:
         ]
     targets: list[dict] = []
     for name, n, r, classes, target in tqdm(target_cfg, desc="targets", disable=quick):
-        net = convac(key, Tree.binary(n), m=2, channels=r, n_classes=10)
+        net = convac(key=key, tree=Tree.binary(n), m=2, channels=r, n_classes=10)
         if name == "sweep_all_edges":
 
             def fn(net, classes=classes):

@@ -13,8 +13,8 @@ def random_convac(seed, tree, channels, *, shared=False, m=2, n_classes=2, dtype
     from tnjax import convac
 
     return convac(
-        jax.random.key(seed),
-        tree,
+        key=jax.random.key(seed),
+        tree=tree,
         m=m,
         channels=channels,
         n_classes=n_classes,

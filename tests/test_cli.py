@@ -143,7 +143,7 @@ def test_report_carries_the_plans_estimates_and_skips_over_budget():
     import jax
 
     net = tnjax.convac(
-        jax.random.key(0), tnjax.Tree.binary(8), m=2, channels=(3, 4, 5), n_classes=2
+        key=jax.random.key(0), tree=tnjax.Tree.binary(8), m=2, channels=(3, 4, 5), n_classes=2
     )
     part = tnjax.Partition.interleaved(8)
     plan = tnjax.renyi2_plan(net, part)

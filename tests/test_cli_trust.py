@@ -160,7 +160,7 @@ def test_no_carriage_returns_off_a_terminal(tmp_path):
 def test_half_precision_networks_keep_their_scores(dtype):
     from tnjax import Tree, contract, convac
 
-    net = convac(jax.random.key(0), Tree.binary(1024), m=2, channels=4, n_classes=3)
+    net = convac(key=jax.random.key(0), tree=Tree.binary(1024), m=2, channels=4, n_classes=3)
     half = net.astype(dtype)
     x = jax.random.uniform(jax.random.key(1), (5, 1024, 2), jnp.float32)
     got = contract(half, x.astype(dtype))
@@ -174,7 +174,7 @@ def test_half_precision_networks_keep_their_scores(dtype):
 def test_partition_for_another_layout_is_refused():
     from tnjax import Partition, Tree, convac, min_cut, renyi2
 
-    net = convac(jax.random.key(0), Tree.quad(8), m=2, channels=2, n_classes=2)
+    net = convac(key=jax.random.key(0), tree=Tree.quad(8), m=2, channels=2, n_classes=2)
     wrong = Partition.left_right((4, 16))  # 64 inputs too, another layout
     for fn in (renyi2, min_cut):
         with pytest.raises(ValueError, match=r"built for a \(4, 16\) layout .* \(8, 8\)"):

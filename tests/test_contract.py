@@ -263,7 +263,7 @@ def test_a_non_finite_sample_leaves_the_others_unchanged(bad):
 @pytest.mark.parametrize("shared", [False, True])
 def test_shallow_cp_network_matches_oracle(shared):
     net = shallow_convac(
-        jax.random.key(3), 6, m=3, z=5, n_classes=2, shared=shared, dtype=jnp.float64
+        key=jax.random.key(3), n_inputs=6, m=3, z=5, n_classes=2, shared=shared, dtype=jnp.float64
     )
     assert net.tree.windows == (6,)
     x = features(6, 3)
@@ -383,7 +383,7 @@ def test_gradients_match_finite_differences(shared):
 
 def test_scaled_forward_exact_at_4096_inputs_where_unscaled_fails():
     tree = Tree.binary(4096)
-    net = convac(jax.random.key(0), tree, m=4, channels=8, n_classes=3, dtype=jnp.float32)
+    net = convac(key=jax.random.key(0), tree=tree, m=4, channels=8, n_classes=3, dtype=jnp.float32)
     x = jax.random.uniform(jax.random.key(1), (4, 4096, 4), jnp.float32)
     # the raw float32 forward leaves the float range
     raw = jax.jit(contract, static_argnames="scaled")(net, x, scaled=False).scores
@@ -404,7 +404,7 @@ def test_scaled_forward_exact_for_extreme_input_scales(tree):
     """Per-sample scales from 1e-25 to 1e25 and input norms spanning 1e-8 within a
     sample (the documented range of the normalisation plan), float32, against float64."""
     n = tree.n_inputs
-    net = convac(jax.random.key(2), tree, m=4, channels=6, n_classes=3, dtype=jnp.float32)
+    net = convac(key=jax.random.key(2), tree=tree, m=4, channels=6, n_classes=3, dtype=jnp.float32)
     k1, k2 = jax.random.split(jax.random.key(3))
     x = jax.random.normal(k1, (3, n, 4))
     x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
@@ -421,7 +421,9 @@ def test_scaled_forward_exact_for_extreme_input_scales(tree):
 
 def test_gradients_finite_and_correct_at_4096_inputs():
     tree = Tree.binary(4096)
-    net32 = convac(jax.random.key(0), tree, m=4, channels=4, n_classes=2, dtype=jnp.float32)
+    net32 = convac(
+        key=jax.random.key(0), tree=tree, m=4, channels=4, n_classes=2, dtype=jnp.float32
+    )
     x = jax.random.uniform(jax.random.key(1), (2, 4096, 4), jnp.float32)
 
     def loss(net, x):
@@ -467,9 +469,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match="floating point"):
         contract(net, jnp.ones((2, 8, 3), dtype=jnp.int32))
     with pytest.raises(ValueError, match="over max_size"):
-        to_dense(convac(jax.random.key(0), Tree.binary(64), m=2, channels=2, n_classes=2))
+        to_dense(convac(key=jax.random.key(0), tree=Tree.binary(64), m=2, channels=2, n_classes=2))
     with pytest.raises(ValueError, match="3 entries but the tree has 2 levels"):
-        convac(jax.random.key(0), Tree.quad(4), m=2, channels=(2, 2, 2), n_classes=2)
+        convac(key=jax.random.key(0), tree=Tree.quad(4), m=2, channels=(2, 2, 2), n_classes=2)
     convs = net.convs
     with pytest.raises(ValueError, match="2 conv tensors for a tree of depth 3"):
         TreeTN(convs[:2], net.out, tree=net.tree)

@@ -41,7 +41,9 @@ def test_matches_dense_svd(name):
 
 def test_entropies_and_single_class():
     tree = Tree.from_windows(8, (2, 2, 2))
-    net = convac(jax.random.key(1), tree, m=3, channels=(2, 3, 4), n_classes=3, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(1), tree=tree, m=3, channels=(2, 3, 4), n_classes=3, dtype=jnp.float64
+    )
     a = np.asarray(to_dense(net))
     part = Partition.interleaved(8)
 
@@ -63,14 +65,16 @@ def test_entropies_and_single_class():
 
 def test_gradient_vs_finite_differences():
     tree = Tree.from_windows(6, (3, 2))
-    net = convac(jax.random.key(2), tree, m=2, channels=(2, 3), n_classes=2, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(2), tree=tree, m=2, channels=(2, 3), n_classes=2, dtype=jnp.float64
+    )
     part = Partition.from_sides([0, 2, 3], shape=6)
     f = jax.jit(lambda convs, out: entanglement_entropy(net.replace(convs=convs, out=out), part))
     check_grads(f, (net.convs, net.out), order=1, modes=("rev",))
 
 
 def test_budget_error_names_the_rank():
-    net = convac(jax.random.key(0), Tree.binary(64), m=2, channels=4, n_classes=2)
+    net = convac(key=jax.random.key(0), tree=Tree.binary(64), m=2, channels=4, n_classes=2)
     with pytest.raises(ValueError, match=r"min-cut rank 2\*\*32 is over max_rank=4096: use renyi2"):
         schmidt_spectrum(net, Partition.interleaved(64))
     with pytest.raises(ValueError, match="max_rank must be"):

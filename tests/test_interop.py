@@ -16,7 +16,13 @@ from tnjax import Tree, convac, tensornetwork_scores, to_dense, to_tensornetwork
 )
 def test_tensornetwork_contraction_gives_the_same_scores(tree, shared):
     net = convac(
-        jax.random.key(2), tree, m=3, channels=3, n_classes=4, shared=shared, dtype=jnp.float64
+        key=jax.random.key(2),
+        tree=tree,
+        m=3,
+        channels=3,
+        n_classes=4,
+        shared=shared,
+        dtype=jnp.float64,
     )
     x = jax.random.normal(jax.random.key(5), (6, tree.n_inputs, 3), jnp.float64)
     got = tensornetwork_scores(net, x)
@@ -25,7 +31,12 @@ def test_tensornetwork_contraction_gives_the_same_scores(tree, shared):
 
 def test_open_network_is_the_dense_tensor():
     net = convac(
-        jax.random.key(1), Tree.quad(4), m=2, channels=(3, 2), n_classes=2, dtype=jnp.float64
+        key=jax.random.key(1),
+        tree=Tree.quad(4),
+        m=2,
+        channels=(3, 2),
+        n_classes=2,
+        dtype=jnp.float64,
     )
     nodes, edges = to_tensornetwork(net)
     assert len(edges) == 17
@@ -37,6 +48,6 @@ def test_open_network_is_the_dense_tensor():
 
 
 def test_export_checks_features():
-    net = convac(jax.random.key(1), Tree.binary(4), m=2, channels=2, n_classes=2)
+    net = convac(key=jax.random.key(1), tree=Tree.binary(4), m=2, channels=2, n_classes=2)
     with pytest.raises(ValueError, match=r"\(batch, 4, 2\)"):
         to_tensornetwork(net, np.ones((4, 2)))

@@ -13,7 +13,12 @@ contract = jax.jit(_contract, static_argnames="scaled")
 
 def _small_case(seed=0, dtype=jnp.float64):
     net = convac(
-        jax.random.key(seed), Tree.binary(8), m=3, channels=(4, 4, 5), n_classes=6, dtype=dtype
+        key=jax.random.key(seed),
+        tree=Tree.binary(8),
+        m=3,
+        channels=(4, 4, 5),
+        n_classes=6,
+        dtype=dtype,
     )
     feats = jax.random.uniform(jax.random.key(seed + 1), (11, 8, 3), dtype, minval=-1, maxval=1)
     labels = jax.random.randint(jax.random.key(seed + 2), (11,), 0, 6)
@@ -72,7 +77,7 @@ def test_finite_at_1024_inputs_where_raw_scores_leave_float_range():
     losses and their gradients stay finite."""
     tree = Tree.quad(32)
     assert tree.n_inputs == 1024
-    net = convac(jax.random.key(0), tree, m=2, channels=2, n_classes=3, dtype=jnp.float32)
+    net = convac(key=jax.random.key(0), tree=tree, m=2, channels=2, n_classes=3, dtype=jnp.float32)
     labels = jnp.asarray([0, 2])
     u = jax.random.uniform(jax.random.key(1), (2, 1024, 2), jnp.float32, minval=0.5)
     for scale, bad in ((4.0, np.isinf), (0.1, lambda v: v == 0)):

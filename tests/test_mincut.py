@@ -77,8 +77,8 @@ def random_net(seed, tree, *, m, choices, shared=False, orthogonal=False):
     rng = np.random.default_rng(seed)
     channels = tuple(int(c) for c in rng.choice(choices, tree.depth))
     net = convac(
-        jax.random.key(seed),
-        tree,
+        key=jax.random.key(seed),
+        tree=tree,
         m=m,
         channels=channels,
         n_classes=2,
@@ -316,7 +316,9 @@ def test_closed_forms_against_oracle(m, channels, part):
     convention, do not apply to this network: the measured ranks here are 2 (not 4) and
     16 (not 4)."""
     tree = Tree.binary(8)
-    net = convac(jax.random.key(3), tree, m=m, channels=channels, n_classes=1, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(3), tree=tree, m=m, channels=channels, n_classes=1, dtype=jnp.float64
+    )
     net = orthogonalize(net)
     form = left_right_closed_form if part.name == "left/right" else interleaved_closed_form
     assert measured_rank(dense(net), part) == form(m, channels) == min_cut(net, part).rank
@@ -354,8 +356,8 @@ def test_bound_not_attained_without_common_power():
     part = Partition.from_sides((1, 2, 4, 5), shape=9)
     for seed, shared in itertools.product(range(2), (False, True)):
         net = convac(
-            jax.random.key(seed),
-            tree,
+            key=jax.random.key(seed),
+            tree=tree,
             m=2,
             channels=(3, 2),
             n_classes=1,
@@ -373,7 +375,9 @@ def test_vertex_capacity_of_copy_tensors():
     copy tensor once costs r_0 = 2 per window (16 in all); summing the cut legs would
     give min(r_0^2, M^2) = 4 per window (256). The rank obeys the vertex rule."""
     tree, part = Tree.quad(4), Partition.checkerboard((4, 4))
-    net = convac(jax.random.key(0), tree, m=2, channels=(2, 4), n_classes=1, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(0), tree=tree, m=2, channels=(2, 4), n_classes=1, dtype=jnp.float64
+    )
     cut = min_cut(net, part)
     assert cut.rank == 2**4
     assert [b.kind for b in cut.bonds] == ["delta"] * 4
@@ -395,7 +399,7 @@ def test_windows_of_two_vertex_and_leg_rules_agree():
 # ---------------------------------------------------------------------------- API
 def test_tree_and_network_give_the_same_cut_and_cache():
     tree = Tree.binary(8)
-    net = convac(jax.random.key(0), tree, m=2, channels=(3, 3, 4), n_classes=2)
+    net = convac(key=jax.random.key(0), tree=tree, m=2, channels=(3, 3, 4), n_classes=2)
     part = Partition.left_right(8)
     cut = min_cut(net, part)
     assert isinstance(cut, MinCut)
@@ -407,7 +411,7 @@ def test_tree_and_network_give_the_same_cut_and_cache():
 
 def test_bad_inputs():
     tree = Tree.binary(8)
-    net = convac(jax.random.key(0), tree, m=2, channels=(3, 3, 4), n_classes=2)
+    net = convac(key=jax.random.key(0), tree=tree, m=2, channels=(3, 3, 4), n_classes=2)
     with pytest.raises(ValueError, match="partition covers 4 inputs but the network has 8"):
         min_cut(net, Partition.left_right(4))
     with pytest.raises(TypeError, match="needs dims"):
@@ -444,7 +448,7 @@ def test_plot_cut(tmp_path):
     ax.figure.savefig(tmp_path / "cut.png")
     assert plt.get_fignums() == [] and plt.get_backend() == backend  # pyplot untouched
     fig, ax = plt.subplots()
-    net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
+    net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
     assert plot_cut(net, Partition.left_right(8), ax=ax) is ax
     red = [ln for ln in ax.lines if ln.get_color() == "red" and len(ln.get_xdata()) == 2]
     assert len(red) == 1  # the up bond into W(2, 1)

@@ -261,7 +261,9 @@ def test_background_gauge_leaves_the_function_unchanged():
     from tnjax.models.convac import _neutral
 
     tree = Tree.binary(8)
-    net = convac(jax.random.key(3), tree, m=3, channels=(3, 4, 3), n_classes=2, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(3), tree=tree, m=3, channels=(3, 4, 3), n_classes=2, dtype=jnp.float64
+    )
     convs = [np.asarray(c, np.float64) for c in net.convs]  # unshared: (nodes, r_in, r_out)
     b = np.array([1.0, 0.3, -0.7])  # the background's features
     new, vec = [], np.broadcast_to(b, (convs[0].shape[0], 3))  # background vector per node

@@ -32,7 +32,12 @@ def test_mesh_and_clear_errors():
 def test_sharded_contraction_equals_single_device(n_devices):
     mesh = batch_mesh(n_devices)
     net = convac(
-        jax.random.key(0), Tree.quad(4), m=3, channels=(4, 5), n_classes=3, dtype=jnp.float64
+        key=jax.random.key(0),
+        tree=Tree.quad(4),
+        m=3,
+        channels=(4, 5),
+        n_classes=3,
+        dtype=jnp.float64,
     )
     x = jax.random.normal(jax.random.key(1), (8, 16, 3), jnp.float64)
     xs = shard_batch(x, mesh)
@@ -147,7 +152,12 @@ def test_entropy_functions_accept_replicated_networks():
 
     mesh = batch_mesh(4)
     net = convac(
-        jax.random.key(3), Tree.quad(4), m=2, channels=(3, 2), n_classes=2, dtype=jnp.float64
+        key=jax.random.key(3),
+        tree=Tree.quad(4),
+        m=2,
+        channels=(3, 2),
+        n_classes=2,
+        dtype=jnp.float64,
     )
     rep = replicate(net, mesh)
     p = Partition.checkerboard((4, 4))

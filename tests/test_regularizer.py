@@ -203,7 +203,7 @@ ROUTES32 = {
 
 
 def _net32():
-    return convac(jax.random.key(21), Tree.quad(8), m=3, channels=(4, 3, 4), n_classes=3,
+    return convac(key=jax.random.key(21), tree=Tree.quad(8), m=3, channels=(4, 3, 4), n_classes=3,
                   dtype=jnp.float32)  # fmt: skip
 
 
@@ -246,7 +246,7 @@ def test_penalty_is_never_negative():
 def test_over_budget_is_refused_before_anything_is_allocated():
     # the 16x16, 64-channel model: checkerboard would need ~7 GB with its gradient
     net = jax.eval_shape(
-        lambda: convac(jax.random.key(0), Tree.quad(16), m=16, channels=64, n_classes=10)
+        lambda: convac(key=jax.random.key(0), tree=Tree.quad(16), m=16, channels=64, n_classes=10)
     )
     net = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), net)
     part = Partition.checkerboard((16, 16))
@@ -260,10 +260,10 @@ def test_over_budget_is_refused_before_anything_is_allocated():
 
 
 def test_plan_picks_the_cheap_route():
-    net = convac(jax.random.key(0), Tree.quad(8), m=4, channels=8, n_classes=10)
+    net = convac(key=jax.random.key(0), tree=Tree.quad(8), m=4, channels=8, n_classes=10)
     halves = renyi2_plan(net, Partition.left_right((8, 8)))  # only the root mixes: a ring
     assert halves.mixed_nodes == 1 and halves.flops < 1e6
-    deep = convac(jax.random.key(0), Tree.quad(16), m=2, channels=8, n_classes=10)
+    deep = convac(key=jax.random.key(0), tree=Tree.quad(16), m=2, channels=8, n_classes=10)
     aligned = renyi2_plan(deep, Partition.block((16, 16), start=(4, 0), size=4))  # an edge
     assert aligned.route == "cut" and aligned.chi == 8
     assert renyi2_plan(net, Partition.checkerboard((8, 8))).route == "four_copy"
@@ -329,7 +329,7 @@ def test_fit_logs_the_penalty_per_epoch(tmp_path):
 
 
 def test_penalty_budgets_the_sum_of_its_partitions():
-    net = convac(jax.random.key(0), Tree.quad(8), m=4, channels=8, n_classes=10)
+    net = convac(key=jax.random.key(0), tree=Tree.quad(8), m=4, channels=8, n_classes=10)
     blocks = [Partition.block((8, 8), start=(i, j), size=4) for i in (1, 3) for j in (1, 3)]
     each = [renyi2_plan(net, p).bytes for p in blocks]
     budget = 0.5 * (max(each) + sum(each))  # each fits alone, all four do not
@@ -348,7 +348,7 @@ def test_four_copy_root_stays_finite_for_a_class_at_the_bottom_of_the_spectrum()
 
     # one channel at level 1: the root Gram has rank 1, and a class vector 1e-7 off its
     # null space has a norm 1e-14 of the other's
-    net = convac(jax.random.key(5), Tree.quad(8), m=4, channels=(4, 1, 16), n_classes=2,
+    net = convac(key=jax.random.key(5), tree=Tree.quad(8), m=4, channels=(4, 1, 16), n_classes=2,
                  dtype=jnp.float64)  # fmt: skip
     root = np.asarray(up_sweep(net)[2])
     w, u = np.linalg.eigh(root)

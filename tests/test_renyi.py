@@ -50,7 +50,9 @@ def test_matches_dense_svd(name):
 
 def test_sum_and_single_class():
     tree = Tree.from_windows(8, (2, 4))
-    net = convac(jax.random.key(3), tree, m=3, channels=(3, 4), n_classes=3, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(3), tree=tree, m=3, channels=(3, 4), n_classes=3, dtype=jnp.float64
+    )
     a = np.asarray(to_dense(net))
     part = Partition.interleaved(8)
     got_sum, got_2 = jax.jit(
@@ -66,7 +68,7 @@ def test_sum_and_single_class():
 def test_boolean_mask_and_scale():
     """A mask works like a Partition; N = 256 in float32 stays finite and matches float64."""
     tree = Tree.binary(256)
-    net = convac(jax.random.key(4), tree, m=2, channels=3, n_classes=2)
+    net = convac(key=jax.random.key(4), tree=tree, m=2, channels=3, n_classes=2)
     mask = np.arange(256) % 2 == 0
     fn = jax.jit(lambda n: renyi2(n, mask))
     s32, s64 = fn(net), fn(net.astype(jnp.float64))
@@ -79,8 +81,8 @@ def test_gradient_vs_finite_differences():
     part = Partition.from_sides([0, 2, 3], shape=6)
     nets = [
         convac(
-            jax.random.key(5),
-            tree,
+            key=jax.random.key(5),
+            tree=tree,
             m=2,
             channels=(2, 3),
             n_classes=2,
@@ -107,7 +109,7 @@ def test_gradient_vs_finite_differences():
 
 
 def test_bad_partition():
-    net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=2, n_classes=2)
+    net = convac(key=jax.random.key(0), tree=Tree.binary(4), m=2, channels=2, n_classes=2)
     with pytest.raises(ValueError, match="covers 8 inputs"):
         renyi2(net, Partition.interleaved(8))
     with pytest.raises(TypeError, match="boolean mask"):
@@ -121,7 +123,9 @@ def test_penalty_matches_its_parts():
     from tnjax import edge_entropies, entanglement_entropy, entropy_penalty
 
     tree = Tree.from_windows(6, (3, 2))
-    net = convac(jax.random.key(7), tree, m=2, channels=(2, 3), n_classes=2, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(7), tree=tree, m=2, channels=(2, 3), n_classes=2, dtype=jnp.float64
+    )
     parts = [Partition.interleaved(6), Partition.from_sides([0, 4], shape=6)]
 
     @jax.jit
@@ -156,7 +160,7 @@ def test_penalty_steps_move_entropy_the_asked_way():
     from tnjax import entropy_penalty
 
     tree = Tree.binary(8)
-    net0 = convac(jax.random.key(8), tree, m=2, channels=3, n_classes=2, dtype=jnp.float64)
+    net0 = convac(key=jax.random.key(8), tree=tree, m=2, channels=3, n_classes=2, dtype=jnp.float64)
     part = Partition.interleaved(8)
     value_and_grad = jax.jit(jax.value_and_grad(lambda n: entropy_penalty(n, part)))
     for weight in (1.0, -1.0):
@@ -175,7 +179,7 @@ def test_penalty_steps_move_entropy_the_asked_way():
 def test_penalty_bad_input():
     from tnjax import entropy_penalty
 
-    net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=2, n_classes=2)
+    net = convac(key=jax.random.key(0), tree=Tree.binary(4), m=2, channels=2, n_classes=2)
     with pytest.raises(ValueError, match="unknown entropy kind"):
         entropy_penalty(net, Partition.left_right(4), kind="tsallis")
     with pytest.raises(ValueError, match="scalar"):
@@ -192,10 +196,12 @@ def test_rank_one_cut_is_exactly_zero_in_float32():
     # bonds of dimension 1 above the first level: every 2x2-aligned block is a product
     # state (dense oracle: rank 1), whatever the weights; float32 must not return noise
     tree = Tree.quad(8)
-    net = convac(jax.random.key(4), tree, m=3, channels=(4, 1, 2), n_classes=3, dtype=jnp.float32)
+    net = convac(
+        key=jax.random.key(4), tree=tree, m=3, channels=(4, 1, 2), n_classes=3, dtype=jnp.float32
+    )
     block = Partition.block((8, 8), start=(0, 0), size=(4, 4))
     # the 8x8 dense tensor (3^64 entries) is out of reach: the rank is checked on a 4x4 twin
-    small = convac(jax.random.key(4), Tree.quad(4), m=2, channels=(1, 2), n_classes=2)
+    small = convac(key=jax.random.key(4), tree=Tree.quad(4), m=2, channels=(1, 2), n_classes=2)
     small_block = Partition.block((4, 4), start=(0, 0), size=(2, 2))
     dense = np.asarray(to_dense(small.astype(jnp.float64)))
     assert np.all(dense_spectrum(dense[0], small_block.side_a)[1:] < 1e-12)  # rank 1
@@ -210,7 +216,7 @@ def test_rank_one_cut_is_exactly_zero_in_float32():
 def test_a_plan_is_a_value_passed_on_and_checked():
     """renyi2 runs a plan built once (as entropy_penalty does for its partitions) and
     refuses one built for another partition or class selection."""
-    net = tnjax.convac(jax.random.key(0), tnjax.Tree.quad(8), m=2, channels=3, n_classes=2,
+    net = tnjax.convac(key=jax.random.key(0), tree=tnjax.Tree.quad(8), m=2, channels=3, n_classes=2,
                        dtype=jnp.float64)  # fmt: skip
     lr, cb = tnjax.Partition.left_right((8, 8)), tnjax.Partition.checkerboard((8, 8))
     for part, routes in ((lr, ("cut", "four_copy")), (cb, ("four_copy",))):

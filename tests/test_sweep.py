@@ -33,7 +33,9 @@ def _np_vn(p):
 def test_every_edge_matches_dense_svd(name):
     tree, m, channels, shared = TREES[name]
     key = jax.random.key(list(TREES).index(name))
-    net = convac(key, tree, m=m, channels=channels, n_classes=2, shared=shared, dtype=jnp.float64)
+    net = convac(
+        key=key, tree=tree, m=m, channels=channels, n_classes=2, shared=shared, dtype=jnp.float64
+    )
     a = np.asarray(to_dense(net))  # (Y, M, ..., M)
     sp = jax.jit(edge_spectra)(net)
     n_edges = 0
@@ -48,7 +50,9 @@ def test_every_edge_matches_dense_svd(name):
 
 def test_sum_and_single_class():
     tree = Tree.from_windows(8, (2, 4))
-    net = convac(jax.random.key(5), tree, m=3, channels=(3, 4), n_classes=3, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(5), tree=tree, m=3, channels=(3, 4), n_classes=3, dtype=jnp.float64
+    )
     a = np.asarray(to_dense(net))
     a_sum = np.moveaxis(a, 0, -1)  # class index last: on the "rest" side
     fn = jax.jit(edge_spectra, static_argnames="classes")
@@ -62,7 +66,7 @@ def test_sum_and_single_class():
 
 def test_entropies_and_class_mean():
     tree = Tree.binary(8)
-    net = convac(jax.random.key(1), tree, m=2, channels=3, n_classes=3, dtype=jnp.float64)
+    net = convac(key=jax.random.key(1), tree=tree, m=2, channels=3, n_classes=3, dtype=jnp.float64)
     a = np.asarray(to_dense(net))
     ent_each = jax.jit(edge_entropies, static_argnames="classes")(net, classes="each")
     ent_mean = jax.jit(edge_entropies)(net)
@@ -78,7 +82,7 @@ def test_scale_safe_for_many_inputs():
     """N = 256 in float32, where <A,A> is below float32's smallest subnormal: log_norm
     finite, spectra normalised, and the float32 entropies agree with a float64 run."""
     tree = Tree.binary(256)
-    net = convac(jax.random.key(2), tree, m=2, channels=4, n_classes=2, dtype=jnp.float32)
+    net = convac(key=jax.random.key(2), tree=tree, m=2, channels=4, n_classes=2, dtype=jnp.float32)
     fn = jax.jit(lambda n: (lambda sp: (sp, sp.entropy()))(edge_spectra(n)))
     sp, ent32 = fn(net)
     assert np.all(np.isfinite(sp.log_norm))
@@ -95,7 +99,9 @@ def test_gradient_of_edge_entropies():
     from jax.test_util import check_grads
 
     tree = Tree.from_windows(6, (3, 2))
-    net = convac(jax.random.key(3), tree, m=2, channels=(2, 3), n_classes=2, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(3), tree=tree, m=2, channels=(2, 3), n_classes=2, dtype=jnp.float64
+    )
 
     def f(convs, out):
         ent = edge_entropies(net.replace(convs=convs, out=out), kind="renyi2")
@@ -108,7 +114,13 @@ def test_gradient_finite_at_identity_init_with_sharing():
     """Weight sharing plus identity init gives degenerate spectra: grads stay finite."""
     tree = Tree.binary(8)
     net = convac(
-        jax.random.key(4), tree, m=3, channels=3, n_classes=2, shared=True, dtype=jnp.float64
+        key=jax.random.key(4),
+        tree=tree,
+        m=3,
+        channels=3,
+        n_classes=2,
+        shared=True,
+        dtype=jnp.float64,
     )
     eye = [jnp.eye(3) for _ in net.convs]
     net = net.replace(convs=eye, out=jnp.ones((3, 2)))
@@ -121,14 +133,16 @@ def test_gradient_finite_at_identity_init_with_sharing():
 
 
 def test_eager_matches_jit():
-    net = convac(jax.random.key(6), Tree.binary(4), m=2, channels=2, n_classes=1, dtype=jnp.float64)
+    net = convac(
+        key=jax.random.key(6), tree=Tree.binary(4), m=2, channels=2, n_classes=1, dtype=jnp.float64
+    )
     eager, jitted = edge_spectra(net), jax.jit(edge_spectra)(net)
     for p, q in zip(eager.probs, jitted.probs, strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-14)
 
 
 def test_bad_input():
-    net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=2, n_classes=2)
+    net = convac(key=jax.random.key(0), tree=Tree.binary(4), m=2, channels=2, n_classes=2)
     with pytest.raises(ValueError, match="classes"):
         edge_spectra(net, classes="all")
     with pytest.raises(ValueError, match="outside"):

@@ -27,7 +27,7 @@ def to_tensornetwork(net: TreeTN, features=None, *, backend: str = "numpy"):
     Examples:
         >>> import jax, tensornetwork as tn
         >>> from tnjax import Tree, convac, to_tensornetwork
-        >>> net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=(2, 2), n_classes=3)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(4), m=2, channels=(2, 2), n_classes=3)
         >>> nodes, edges = to_tensornetwork(net)
         >>> tn.contractors.greedy(nodes, output_edge_order=edges).tensor.shape
         (2, 2, 2, 2, 3)

@@ -99,7 +99,7 @@ def contract(
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from tnjax import Tree, convac, contract
-        >>> net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=(3, 3), n_classes=5)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(4), m=2, channels=(3, 3), n_classes=5)
         >>> contract(net, jnp.ones((7, 4, 2))).scores.shape
         (7, 5)
     """
@@ -118,10 +118,8 @@ def contract(
     windows = net.tree.windows
     depth = len(windows)
     inv = None  # pending scale of each node's conv output, (nodes, batch, 1)
-    # per node, the log of the scales taken out of its subtree, (nodes, batch): pooled
-    # with the vectors, so the root's entry is the log-scale (elementwise work that
-    # fuses into the normalisations, where a sum over the nodes per level is one more
-    # operation each: N=64 forward 1.14x faster)
+    # per node, the log of the scales taken out of its subtree, pooled with the vectors:
+    # the root's entry is the log-scale (elementwise work that fuses, not a sum per level)
     logs = None
     if scaled:
         # every input vector scaled to max |x| = 1 (a max, not a norm: no squares, so
@@ -139,13 +137,10 @@ def contract(
         x = _child_major(x, windows)
         if scaled:
             inv, logs = _child_major(inv, windows), _child_major(logs, windows)
-        # Each call's reordered weights are made its own (times a 1 computed from its
-        # features, in the copy): where one program contracts the same network twice
-        # (two batches, or a batch in chunks), XLA would otherwise merge the calls'
-        # weight broadcasts in the reduce kernel and write each out, (nodes, batch,
-        # r_in, r_out) floats, instead of fusing it (N=256, two batches of 128: 219
-        # against 11.8 ms). A non-finite feature gives 1 too: one bad sample must not
-        # reach the others' scores through the weights.
+        # each call's reordered weights are its own (times a 1 computed from its
+        # features): two contractions in one program would otherwise share the weight
+        # broadcasts of the reduce kernel, which XLA then writes out instead of fusing.
+        # A non-finite feature gives 1 too, so one bad sample cannot reach the others.
         first = jax.lax.stop_gradient(features[0, 0, 0])
         tie = _runtime_one(jnp.where(jnp.isfinite(first), first, 0))
     for lvl, k in enumerate(windows):
@@ -219,7 +214,7 @@ def to_dense(net: TreeTN, *, max_size: int = 2**24) -> Float[Array, "y ..."]:
     Examples:
         >>> import jax
         >>> from tnjax import Tree, convac, to_dense
-        >>> net = convac(jax.random.key(0), Tree.binary(4), m=2, channels=(2, 2), n_classes=3)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(4), m=2, channels=(2, 2), n_classes=3)
         >>> to_dense(net).shape
         (3, 2, 2, 2, 2)
     """

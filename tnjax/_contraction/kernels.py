@@ -138,7 +138,7 @@ def contraction_plan(
     Examples:
         >>> import jax
         >>> from tnjax import Tree, contraction_plan, convac
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=4, n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=4, n_classes=2)
         >>> contraction_plan(net, 16, platform="gpu").kernels
         ('matmul', 'matmul', 'matmul')
     """
@@ -211,12 +211,10 @@ def _reduced_conv_epilogue(x: Array, w: Array, scale: Array | None = None) -> Ar
     """:func:`_reduced_conv` times ``scale`` (``(nodes, batch, 1)``; none: 1) in one fusion.
 
     XLA's CPU backend runs a YNNPACK contraction on all cores only when an elementwise
-    operation follows it in the same fusion (forward+backward at N=256 37 against 40 to
-    43 ms). The factor is multiplied by a 1 computed at run time, ``1 + 0 * tanh(w[0,0,0])``
-    (exact for every finite or infinite weight), which XLA can neither simplify away
-    nor share: a constant's broadcast, or one shared with the tangent's, is written out
-    as an array the size of the output and read back (1.3 ms per step at N=256; without
-    those arrays forward+backward ran 1.02x faster, with bit-identical gradients)."""
+    operation follows it in the same fusion. The factor is multiplied by a 1 computed at
+    run time, ``1 + 0 * tanh(w[0,0,0])`` (exact for every finite or infinite weight),
+    which XLA can neither simplify away nor share: a constant's broadcast, or one shared
+    with the tangent's, would be written out as an array the size of the output."""
     one = _runtime_one(w[0, 0, 0])
     return _reduced_conv(x, w) * (one if scale is None else scale * one)
 
@@ -235,7 +233,7 @@ def _split(a: Array, k: int, by_child: bool, *, tangent: bool = False) -> list[A
     With ``tangent`` (the derivative rule's tangents), contiguous blocks are taken with
     ``jnp.split``, whose transpose is one concatenation: the backward pass then joins the
     blocks' cotangents instead of padding each block to the level's full size and adding
-    the pads (forward+backward at N=256 1.04x faster, 2 MiB less scratch memory)."""
+    the pads."""
     n = a.shape[0]
     if by_child and tangent:
         return jnp.split(a, k, axis=0)

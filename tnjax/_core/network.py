@@ -32,7 +32,7 @@ class TreeTN:
     Examples:
         >>> import jax
         >>> from tnjax import Tree, convac
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
         >>> net.dims, net.n_classes
         ((2, 3, 3, 4), 2)
     """
@@ -175,9 +175,9 @@ def _check_channels(channels: Sequence[int], depth: int, what: str = "channels")
 
 
 def convac(
-    key: jax.Array,
     tree: Tree,
     *,
+    key: jax.Array,
     m: int,
     channels: Sequence[int] | int,
     n_classes: int,
@@ -202,7 +202,7 @@ def convac(
     Examples:
         >>> import jax
         >>> from tnjax import Tree, convac
-        >>> convac(jax.random.key(0), Tree.quad(4), m=3, channels=4, n_classes=10).channels
+        >>> convac(key=jax.random.key(0), tree=Tree.quad(4), m=3, channels=4, n_classes=10).channels
         (4, 4)
     """
     if isinstance(channels, int):
@@ -223,9 +223,9 @@ def convac(
 
 
 def shallow_convac(
-    key: jax.Array,
     n_inputs: int | Tree,
     *,
+    key: jax.Array,
     m: int,
     z: int,
     n_classes: int,
@@ -242,7 +242,14 @@ def shallow_convac(
     else:
         tree = Tree.flat(int(n_inputs))
     return convac(
-        key, tree, m=m, channels=(z,), n_classes=n_classes, shared=shared, dtype=dtype, init=init
+        key=key,
+        tree=tree,
+        m=m,
+        channels=(z,),
+        n_classes=n_classes,
+        shared=shared,
+        dtype=dtype,
+        init=init,
     )
 
 

@@ -243,7 +243,7 @@ def schmidt_spectrum(
     Examples:
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, schmidt_spectrum
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=2, n_classes=3)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=2, n_classes=3)
         >>> schmidt_spectrum(net, Partition.left_right(8)).shape
         (3, 2)
     """
@@ -285,7 +285,7 @@ def entanglement_entropy(
     Examples:
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, entanglement_entropy
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=2, n_classes=3)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=2, n_classes=3)
         >>> jax.jit(entanglement_entropy, static_argnums=1)(net, Partition.left_right(8)).shape
         ()
     """

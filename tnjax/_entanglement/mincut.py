@@ -143,7 +143,7 @@ class MinCut:
     Examples:
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, min_cut
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=(3, 3, 4), n_classes=2)
         >>> cut = min_cut(net, Partition.left_right(8))
         >>> cut.rank, [b.label for b in cut.bonds]
         (3, ['up(1,1):3'])

@@ -93,7 +93,7 @@ def entropy_penalty(
     Examples:
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, entropy_penalty
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=3, n_classes=2)
         >>> grad = jax.jit(jax.grad(lambda n: entropy_penalty(n, Partition.interleaved(8))))
         >>> grad(net).convs[0].shape
         (8, 2, 3)

@@ -237,7 +237,7 @@ def renyi2_plan(
     Examples:
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, renyi2_plan
-        >>> net = convac(jax.random.key(0), Tree.quad(16), m=2, channels=8, n_classes=10)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.quad(16), m=2, channels=8, n_classes=10)
         >>> renyi2_plan(net, Partition.block((16, 16), start=(0, 4), size=4)).route  # an edge
         'cut'
         >>> renyi2_plan(net, Partition.checkerboard((16, 16))).route
@@ -454,7 +454,7 @@ def renyi2(
     Examples:
         >>> import jax
         >>> from tnjax import Partition, Tree, convac, renyi2
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=3, n_classes=2)
         >>> renyi2(net, Partition.interleaved(8)).shape
         ()
     """

@@ -81,7 +81,7 @@ def entanglement_report(
     Examples:
         >>> import jax
         >>> from tnjax import Tree, convac, entanglement_report
-        >>> net = convac(jax.random.key(0), Tree.quad(4), m=2, channels=2, n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.quad(4), m=2, channels=2, n_classes=2)
         >>> entanglement_report(net)[0]["min_cut_bits"]
         1.0
     """

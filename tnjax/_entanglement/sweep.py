@@ -321,7 +321,7 @@ def edge_spectra(net: TreeTN, *, classes="each") -> EdgeSpectra:
     Examples:
         >>> import jax
         >>> from tnjax import Tree, convac, edge_spectra
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=3, n_classes=2)
         >>> sp = edge_spectra(net)
         >>> [p.shape for p in sp.probs], sp.inputs(1, 0)
         ([(2, 8, 2), (2, 4, 3), (2, 2, 3)], (0, 1))
@@ -391,7 +391,7 @@ def edge_entropies(
     Examples:
         >>> import jax
         >>> from tnjax import Tree, convac, edge_entropies
-        >>> net = convac(jax.random.key(0), Tree.binary(8), m=2, channels=3, n_classes=2)
+        >>> net = convac(key=jax.random.key(0), tree=Tree.binary(8), m=2, channels=3, n_classes=2)
         >>> [s.shape for s in jax.jit(edge_entropies)(net)]
         [(8,), (4,), (2,)]
     """

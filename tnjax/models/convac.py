@@ -121,8 +121,8 @@ class ConvAC(nnx.Module):
         def build(key):
             if z is not None:
                 return shallow_convac(
-                    key,
-                    tree,
+                    key=key,
+                    n_inputs=tree,
                     m=m,
                     z=z,
                     n_classes=n_classes,
@@ -131,8 +131,8 @@ class ConvAC(nnx.Module):
                     init=base_init,
                 )
             return convac(
-                key,
-                tree,
+                key=key,
+                tree=tree,
                 m=m,
                 channels=channels,
                 n_classes=n_classes,
