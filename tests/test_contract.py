@@ -485,3 +485,22 @@ def test_bad_inputs_raise_clear_errors():
         TreeTN(convs, net.out, tree=net.tree, shared=True)
     with pytest.raises(TypeError, match="tnjax.Tree"):
         TreeTN(convs, net.out, tree=(2, 2, 2))
+
+
+def test_shared_weights_run_the_unrolled_kernel_when_a_plan_asks():
+    """A plan may run shared weights through the fused unrolled loop (faster forward on
+    wide CPU levels); scores and gradients against the oracle and the default plan."""
+    from tnjax import ContractionPlan, contraction_plan
+
+    tree = Tree.binary(16)
+    net = make_net(tree, shared=True, m=3, channels=(4,) * tree.depth)
+    x = features(net.n_inputs, net.m, batch=3)
+    assert set(contraction_plan(net, 3, platform="cpu").kernels) == {"matmul"}
+    plan = ContractionPlan(("unrolled",) * tree.depth)
+    want = _oracle.scores(net, x)
+    got = jax.jit(contract)(net, x, plan=plan)
+    np.testing.assert_allclose(
+        np.asarray(got.value()), want, rtol=1e-10, atol=1e-13 * np.abs(want).max()
+    )
+    scores = jax.jit(lambda n, x: contract(n, x, plan=plan).scores)
+    check_grads(scores, (net, x), order=1, modes=("rev",), eps=1e-6)

@@ -34,7 +34,7 @@ def conv_pool(
     Returns ``(nodes / k, batch, r_out)``, one vector per window in window order.
     ``kernel`` is the level's entry of a :class:`ContractionPlan`.
     """
-    if w.ndim == 2:  # shared weights: the level is one 2D matmul whatever the plan
+    if w.ndim == 2 and kernel == "reduce":  # shared weights: never the per-block sums
         kernel = "matmul"
     if kernel == "reduce" and not by_child:
         raise ValueError("the reduce kernel needs child-major nodes (a plan with child_major)")
@@ -147,7 +147,9 @@ def contraction_plan(
         reduce_fuses = platform == "cpu" and _reduce_fuses(jnp.dtype(net.dtype).name)
 
     def kernel(w, k):
-        if w.ndim == 2 or platform != "cpu":
+        if platform != "cpu":
+            return "matmul"
+        if w.ndim == 2:  # shared: one 2D matmul (a plan may name "unrolled" for it too)
             return "matmul"
         r_in = w.shape[1]
         if r_in <= 32 and r_in * k <= 64:
@@ -191,6 +193,7 @@ def _unrolled_conv(x: Array, w: Array) -> Array:
     """``einsum("nbm,nmr->nbr")`` as a sum of ``m`` broadcast products (four interleaved
     accumulators), which XLA fuses with its consumers into one parallel loop."""
     m = x.shape[-1]
+    w = w[None] if w.ndim == 2 else w  # shared weights: one matrix for every node
     acc = [x[:, :, i, None] * w[:, None, i, :] for i in range(min(4, m))]
     for i in range(4, m):
         acc[i % 4] = acc[i % 4] + x[:, :, i, None] * w[:, None, i, :]
@@ -245,7 +248,7 @@ def _split(a: Array, k: int, by_child: bool, *, tangent: bool = False) -> list[A
 
 
 def _matmul(x: Array, w: Array) -> Array:
-    return jnp.einsum("nbm,nmr->nbr", x, w)
+    return jnp.einsum("nbm,mr->nbr" if w.ndim == 2 else "nbm,nmr->nbr", x, w)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
