@@ -237,7 +237,6 @@ def run(args) -> dict:
             if args.checkpoint_path:  # what is done survives a crash or a time limit
                 _common.write_json(NAME, {**meta, "complete": False, "curves": results},
                                    out_dir=args.out)  # fmt: skip
-        results[curve] = rows
     bar.close()
     return {**meta, "complete": True, "curves": results}
 

@@ -55,6 +55,14 @@ def batch_mesh(n_devices: int | None = None, *, devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (BATCH_AXIS,))
 
 
+def _check_splits(size: int, n: int) -> None:
+    if size % n:
+        raise ValueError(
+            f"batch of {size} does not split over {n} devices: use a batch size that is a "
+            f"multiple of {n}, or fewer devices (batch_mesh(n_devices=...))"
+        )
+
+
 def process_rows(mesh: Mesh, global_size: int) -> slice:
     """The rows of a global batch of ``global_size`` samples that this process feeds: those
     its own devices hold under the batch sharding (all rows in a single-process run).
@@ -64,12 +72,7 @@ def process_rows(mesh: Mesh, global_size: int) -> slice:
         >>> process_rows(batch_mesh(1), 8)
         slice(0, 8, None)
     """
-    n = mesh.shape[BATCH_AXIS]
-    if global_size % n:
-        raise ValueError(
-            f"a batch of {global_size} does not split over {n} devices: use a batch size that "
-            f"is a multiple of {n}, or fewer devices (batch_mesh(n_devices=...))"
-        )
+    _check_splits(global_size, mesh.shape[BATCH_AXIS])
     index = NamedSharding(mesh, P(BATCH_AXIS)).addressable_devices_indices_map((global_size,))
     spans = sorted(
         (sl[0].start or 0, global_size if sl[0].stop is None else sl[0].stop)
@@ -103,11 +106,7 @@ def shard_batch(x, mesh: Mesh, *, global_size: int | None = None):
         if jax.process_count() > 1:
             shape = None if global_size is None else (global_size, *a.shape[1:])
             return jax.make_array_from_process_local_data(sharding, np.asarray(a), shape)
-        if a.shape[0] % n:
-            raise ValueError(
-                f"batch of {a.shape[0]} does not split over {n} devices: use a batch size that "
-                f"is a multiple of {n}, or fewer devices (batch_mesh(n_devices=...))"
-            )
+        _check_splits(a.shape[0], n)
         return jax.device_put(a, sharding)
 
     return jax.tree_util.tree_map(put, x)

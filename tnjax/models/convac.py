@@ -119,27 +119,11 @@ class ConvAC(nnx.Module):
         base_init = "unit" if init == "product" else init
 
         def build(key):
-            if z is not None:
-                return shallow_convac(
-                    key=key,
-                    n_inputs=tree,
-                    m=m,
-                    z=z,
-                    n_classes=n_classes,
-                    shared=shared,
-                    dtype=dtype,
-                    init=base_init,
-                )
-            return convac(
-                key=key,
-                tree=tree,
-                m=m,
-                channels=channels,
-                n_classes=n_classes,
-                shared=shared,
-                dtype=dtype,
-                init=base_init,
+            make, width = (
+                (shallow_convac, {"z": z}) if z is not None else (convac, {"channels": channels})
             )
+            return make(tree, key=key, m=m, n_classes=n_classes, shared=shared, dtype=dtype,
+                        init=base_init, **width)  # fmt: skip
 
         if init == "product":  # shapes only (validated), then numpy-built tensors
             constant = bool(getattr(representation, "constant", False))
