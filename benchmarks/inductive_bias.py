@@ -49,6 +49,7 @@ from experiments import (
     entropies,
     global_partitions,
     hidden_weight_count,
+    level_diagnostics,
     level_entropies,
     local_partitions,
     make_task,
@@ -233,6 +234,8 @@ def main(argv=None):
     p.add_argument("--full", action="store_true", help="the paper's protocol (GPU)")
     p.add_argument("--mnist-dir", default=MNIST_DIR)
     p.add_argument("--families", default=None, help="comma list of relu,convac")
+    p.add_argument("--tasks", default=None, help="comma list of local,global")
+    p.add_argument("--archs", default=None, help="comma list of wide-base,wide-tip")
     p.add_argument("--rs", default=None, help="comma list of r (overrides the mode)")
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
@@ -246,6 +249,10 @@ def main(argv=None):
         help="with --resume: train nothing, recompute the saved ConvACs' Renyi-2 entropies "
              "(e.g. after raising experiments.RENYI_BUDGET)",
     )  # fmt: skip
+    p.add_argument(
+        "--convac-loss", default=TRAIN_SETTINGS["loss_convac_name"],
+        choices=("softmax", "softmax_centered", "born"), help="the ConvACs' training loss",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.recompute_entropies and not args.resume:
         p.error("--recompute-entropies works on the runs of an existing JSON: add --resume")
@@ -253,6 +260,9 @@ def main(argv=None):
     cfg = dict(MODES[mode])
     if args.families:
         cfg["families"] = args.families.split(",")
+    if args.tasks:
+        cfg["tasks"] = args.tasks.split(",")
+    archs = args.archs.split(",") if args.archs else list(ARCHS)
     if args.rs:
         cfg["rs"] = [int(r) for r in args.rs.split(",")]
     if args.n_train:
@@ -272,12 +282,15 @@ def main(argv=None):
             *make_task(data.x_train, data.y_train, task=task, n=cfg["n_train"], seed=0),
             *make_task(data.x_test, data.y_test, task=task, n=cfg["n_test"], seed=1),
         )
+    cfg["convac_loss"] = args.convac_loss
     runs, ents = [], []
     old_path = os.path.join(out, "inductive_bias.json")
     if args.resume and os.path.isfile(old_path):
         with open(old_path) as f:
             old = json.load(f)
-        if old["mode"] == mode:
+        # runs of another loss are not this campaign's ("softmax": before the option)
+        same_loss = old["settings"].get("convac_loss", "softmax") == cfg["convac_loss"]
+        if old["mode"] == mode and same_loss:
             runs, ents = old["runs"], old["entropies"]
     done = {(u["seed"], u["family"], u["task"], u["r"], u["arch"]) for u in runs}
     parts = local_partitions(CANVAS) + global_partitions(CANVAS)
@@ -305,7 +318,7 @@ def main(argv=None):
     caps = capacities(cfg["capacity_rs"])
     counts = param_counts(sorted(set(cfg["rs"]) | {6, 12, 24}) if mode != "quick" else cfg["rs"])
     # seeds outermost: a run cut short still holds complete grids of the first seeds
-    combos = list(itertools.product(cfg["seeds"], cfg["families"], cfg["tasks"], cfg["rs"], ARCHS))
+    combos = list(itertools.product(cfg["seeds"], cfg["families"], cfg["tasks"], cfg["rs"], archs))
     t_start = time.perf_counter()
     combos = [c for c in combos if c not in done]
     if args.recompute_entropies:
@@ -326,6 +339,7 @@ def main(argv=None):
         res = train_classifier(
             model, x, y, xt, yt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
             seed=seed, progress=not args.quick, desc=f"{fam} {task} {arch} r={r} s={seed}",
+            convac_loss=args.convac_loss,
         )  # fmt: skip
         run = {
             "family": fam, "task": task, "arch": arch, "r": r, "seed": seed,
@@ -333,6 +347,8 @@ def main(argv=None):
             "train_accuracy": float(res["train_accuracy"]), "train_time_s": res["train_time_s"],
             "steps": res["steps"], "history": res["history"],
         }  # fmt: skip
+        if fam == "convac":  # what the levels carry: a run stuck on one class shows here
+            run["levels"] = level_diagnostics(res["model"], xt[:256])
         runs.append(run)
         tqdm.write(f"{fam:6s} {task:6s} {arch:9s} r={r} seed={seed}: test acc {res['test_accuracy']:.3f}"
                    f" ({res['train_time_s']:.0f}s)")  # fmt: skip

@@ -6,6 +6,7 @@ Used by ``benchmarks/inductive_bias.py``, ``benchmarks/regularization.py`` and
 ``benchmarks/scaling_laws.py``.
 """
 
+from experiments._diagnose import level_diagnostics
 from experiments._entangle import (
     RENYI_BUDGET,
     block_partitions,
@@ -39,6 +40,7 @@ __all__ = [
     "entropies",
     "global_partitions",
     "hidden_weight_count",
+    "level_diagnostics",
     "level_entropies",
     "local_partitions",
     "make_task",

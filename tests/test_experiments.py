@@ -3,6 +3,7 @@ benchmark scripts' quick modes (subprocess, JSON structure and sanity) and the n
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -158,6 +159,9 @@ def test_inductive_bias_quick(tmp_path):
     for u in out["runs"]:  # a count of correct test samples
         assert u["test_accuracy"] * n_test == pytest.approx(round(u["test_accuracy"] * n_test))
         assert u["lr"] == out["settings"][f"lr_{u['family']}"]  # each family its own rate
+        if u["family"] == "convac":
+            assert [v["channels"] for v in u["levels"]] == u["channels"]
+            assert all(0 <= v["input_dependence"] <= 1 for v in u["levels"])
     for s in out["summary"]:  # the summary is the mean of its runs
         acc = [u["test_accuracy"] for u in out["runs"]
                if (u["family"], u["task"], u["arch"], u["r"]) == (s["family"], s["task"],
@@ -215,3 +219,51 @@ def test_notebook_executes():
         w = 31 * r * r + 50 * r
         assert f"r={r}: wide-base {w}, wide-tip {w}  (31r^2+50r = {w})" in text, text[:2000]
     assert "slope of S2 vs side" in text  # the stored scaling_laws results, read back
+
+
+def test_experiment_throughput_quick(tmp_path):
+    out = _run("experiment_throughput", tmp_path)
+    assert out["mode"] == "quick"
+    assert {u["family"] for u in out["steps"]} == {"relu", "convac"}
+    for u in out["steps"]:
+        assert u["samples_per_s"] == pytest.approx(u["batch"] / u["step_s"])
+        assert u["compile_s"] >= 0
+    assert {u["family"] for u in out["loops"]} == {"relu", "convac"}
+    for u in out["loops"]:
+        assert u["samples_per_s"] > 0 and u["loop_over_step"] > 0
+    assert os.path.isfile(tmp_path / "experiment_throughput.png")
+
+
+@needs_mnist
+def test_wide_base_quick(tmp_path):
+    out = _run("wide_base", tmp_path)
+    assert out["rows"] and out["losses"] == {"before": "softmax", "after": "softmax_centered"}
+    for name in ("before", "after"):  # each campaign is its own, resumable, folder
+        with open(out[name]) as f:
+            camp = json.load(f)
+        assert camp["complete"] and camp["settings"]["convac_loss"] == out["losses"][name]
+        accs = {(u["r"], u["seed"]): u["test_accuracy"] for u in camp["runs"]}
+        assert [accs[u["r"], u["seed"]] for u in out["rows"]] == [u[name] for u in out["rows"]]
+        for u in out["rows"]:
+            assert 0 <= u["root_input_dependence"][name] <= 1
+
+
+def test_level_diagnostics_of_the_root_match_the_contraction():
+    """The root row against the root vector of tnjax.contract (an identity output layer):
+    its participation ratio and its input dependence."""
+    import jax.numpy as jnp
+
+    from experiments import level_diagnostics
+
+    model = task_convac((3, 4, 5), key=jax.random.key(1), canvas=8, noise=0.8)
+    x = (np.random.default_rng(0).random((6, 8, 8)) < 0.4).astype(np.float32)
+    rows = level_diagnostics(model, x)
+    assert [u["channels"] for u in rows] == [3, 4, 5]
+    net = model.network
+    eye = tnjax.TreeTN(net.convs, jnp.eye(5, dtype=net.dtype), tree=net.tree, shared=True)
+    u = np.asarray(tnjax.contract(eye, model.features(jnp.asarray(x))).scores, np.float64)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    assert rows[-1]["participation"] == pytest.approx(np.mean(1 / np.sum(u**4, axis=1)), rel=1e-4)
+    dep = 1 - np.sum(np.mean(u, axis=0) ** 2)
+    assert rows[-1]["input_dependence"] == pytest.approx(dep, rel=1e-3, abs=1e-6)
+    assert 0 < dep < 1 and 1 <= rows[-1]["participation"] <= 5

@@ -54,6 +54,27 @@ def test_softmax_matches_direct_formula(temperature):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
 
 
+def test_centered_softmax_matches_direct_formula_and_has_no_uniform_answer():
+    """Against the formula on raw float64 scores; through loss_fn and the train step's
+    name; and scores along the all-ones direction plus a small input-dependent part
+    still give confident logits (the uncentred loss reads them as near uniform)."""
+    from tnjax._training.losses import loss_fn
+
+    net, feats, labels = _small_case(seed=4)
+    h = _h64(net, feats)
+    c = h - h.mean(axis=1, keepdims=True)
+    logits = 16.0 * c / np.linalg.norm(c, axis=1, keepdims=True)
+    logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    want = -logp[np.arange(len(labels)), np.asarray(labels)]
+    s = contract(net, feats)
+    for got in (softmax_nll(s, labels, centered=True), loss_fn("softmax_centered")(s, labels)):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
+    flat = Scores(jnp.zeros(2), jnp.asarray([[1.0, 1.0, 1.001], [1.0, 1.001, 1.0]]))
+    y = jnp.asarray([2, 1])
+    assert float(jnp.max(softmax_nll(flat, y))) > np.log(3) - 0.01  # near uniform
+    assert float(jnp.max(softmax_nll(flat, y, centered=True))) < 1e-6  # confident, right
+
+
 def test_predict_and_accuracy_match_raw_scores():
     net, feats, labels = _small_case(seed=5)
     h = _h64(net, feats)
@@ -68,7 +89,8 @@ def test_losses_ignore_log_scale():
     s = jnp.asarray([[0.3, -1.2, 0.5], [2.0, 0.1, -0.4]])
     y = jnp.asarray([1, 0])
     a, b = Scores(jnp.zeros(2), s), Scores(jnp.asarray([1e4, -3e4]), s)
-    for f in (born_nll, softmax_nll):
+    centered = lambda s, y: softmax_nll(s, y, centered=True)  # noqa: E731
+    for f in (born_nll, softmax_nll, centered):
         np.testing.assert_array_equal(np.asarray(f(a, y)), np.asarray(f(b, y)))
 
 

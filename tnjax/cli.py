@@ -92,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int, default=None)
     t.add_argument("--batch-size", type=_positive_int, default=None)
     t.add_argument("--lr", type=_positive_float, default=None)
-    t.add_argument("--loss", choices=("born", "softmax"), default="born")
+    t.add_argument("--loss", choices=("born", "softmax", "softmax_centered"), default="born")
     t.add_argument(
         "--regularizer",
         choices=REGULARIZERS,

@@ -7,7 +7,9 @@ of ``h`` only: the per-sample ``log_scale`` cancels exactly.
 * :func:`born_nll`: the Born rule ``p_y = h_y**2 / sum_k h_k**2`` of tensor-network
   classifiers, ``-log p_y = -log s_y**2 + logsumexp(log s**2)`` with ``s = scores``.
 * :func:`softmax_nll`: softmax cross-entropy on the normalised scores
-  ``temperature * h / ||h||``.
+  ``temperature * h / ||h||``; with ``centered=True`` (the loss ``"softmax_centered"``)
+  on ``temperature * c / ||c||``, ``c = h - mean_k h_k``: no direction of the scores then
+  predicts every class alike, so a network cannot settle on that answer for all inputs.
 
 Both also take a plain ``(batch, n_classes)`` array, the output of an ordinary network
 (e.g. a ReLU ConvNet compared with a ConvAC): ``softmax_nll`` then is the usual
@@ -15,6 +17,8 @@ cross-entropy of those logits, so one train step serves both kinds of model.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +29,7 @@ from tnjax._contraction.forward import Scores
 
 __all__ = ["LOSSES", "accuracy", "born_nll", "loss_fn", "predict", "softmax_nll"]
 
-LOSSES = ("born", "softmax")
+LOSSES = ("born", "softmax", "softmax_centered")
 
 
 def _values(scores) -> Array:
@@ -86,12 +90,21 @@ def born_nll(scores: Scores, labels: Int[Array, " batch"]) -> Float[Array, " bat
 
 
 def softmax_nll(
-    scores: Scores, labels: Int[Array, " batch"], *, temperature: float = 16.0
+    scores: Scores,
+    labels: Int[Array, " batch"],
+    *,
+    temperature: float = 16.0,
+    centered: bool = False,
 ) -> Float[Array, " batch"]:
     """Per-sample softmax cross-entropy of the logits ``temperature * h / ||h||``.
 
     ``h / ||h||`` is the direction of the raw scores (``log_scale`` cancels), so the
-    logits are bounded by ``temperature`` and never saturate.
+    logits are bounded by ``temperature`` and never saturate. With ``centered``, the
+    scores' mean over the classes is taken out first: the uniform direction, the one
+    that predicts every class alike, then has no logits of its own, and a network whose
+    output has stopped depending on its input cannot rest there (a deep ConvAC on large
+    images can otherwise settle on it). Centring commutes with the scale, so
+    ``log_scale`` still cancels.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -104,6 +117,8 @@ def softmax_nll(
     if not isinstance(scores, Scores):  # logits of an ordinary network
         logp = jax.nn.log_softmax(s, axis=1)
         return -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
+    if centered:
+        s = s - jnp.mean(s, axis=1, keepdims=True)
     sq = jnp.sum(s * s, axis=1, keepdims=True)
     ok = sq > jnp.finfo(s.dtype).tiny
     logits = temperature * s * jax.lax.rsqrt(jnp.where(ok, sq, 1.0))
@@ -112,11 +127,13 @@ def softmax_nll(
 
 
 def loss_fn(kind: str):
-    """The per-sample loss named ``kind`` (``"born"`` or ``"softmax"``)."""
+    """The per-sample loss named ``kind`` (one of :data:`LOSSES`)."""
     if kind == "born":
         return born_nll
     if kind == "softmax":
         return softmax_nll
+    if kind == "softmax_centered":
+        return functools.partial(softmax_nll, centered=True)
     raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
 
 
