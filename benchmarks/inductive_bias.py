@@ -242,7 +242,8 @@ def main(argv=None):
     p.add_argument("--seeds", default=None, help="comma list of seeds (overrides the mode)")
     p.add_argument(
         "--resume", action="store_true",
-        help="keep the runs of an existing JSON in --out (same mode) and skip them",
+        help="keep the runs of an existing JSON in --out (same mode and loss), skip them, "
+             "and continue a run cut short from its last epoch's checkpoint",
     )  # fmt: skip
     p.add_argument(
         "--recompute-entropies", action="store_true",
@@ -336,10 +337,14 @@ def main(argv=None):
         key = jax.random.key(seed)
         model = ReLUConvNet(ch, rngs=nnx.Rngs(seed)) if fam == "relu" else task_convac(ch, key=key)
         x, y, xt, yt = tasks[task]
+        # a run cut short continues from its last epoch under --resume
+        ckpt = os.path.join(net_dir, f"{fam}_{task}_{arch}_r{r}_s{seed}.train.msgpack")
+        if not args.resume and os.path.isfile(ckpt):
+            os.remove(ckpt)
         res = train_classifier(
             model, x, y, xt, yt, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
             seed=seed, progress=not args.quick, desc=f"{fam} {task} {arch} r={r} s={seed}",
-            convac_loss=args.convac_loss,
+            convac_loss=args.convac_loss, checkpoint=ckpt,
         )  # fmt: skip
         run = {
             "family": fam, "task": task, "arch": arch, "r": r, "seed": seed,

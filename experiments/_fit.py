@@ -8,6 +8,7 @@ accuracy and timings. Deterministic under ``seed``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from tnjax._core.network import TreeTN
+from tnjax._training.checkpoint import load_checkpoint, save_checkpoint
 from tnjax._training.step import (
     _run_eval,
     init_train_state,
@@ -65,11 +67,17 @@ def train_classifier(
     progress: bool = True,
     desc: str = "train",
     convac_loss: str = "softmax",
+    checkpoint: str | None = None,
 ) -> dict:
     """Train with Adam + warmup-cosine on minibatches, return the trained model and metrics.
 
     ``lr=None`` takes the family's rate from :data:`TRAIN_SETTINGS` (``lr_convac`` for
     a :class:`tnjax.models.ConvAC`, ``lr_relu`` otherwise).
+
+    With ``checkpoint`` (a file path), the training state and the history are saved
+    there atomically after every epoch, and a call that finds the file continues from
+    the epoch it holds (the batches of every epoch are fixed by ``seed``, so the result
+    is that of an uninterrupted run); the file is removed once training ends.
 
     Returns:
         ``{"model", "lr", "test_accuracy", "train_accuracy" (last epoch, running), "history",
@@ -91,9 +99,19 @@ def train_classifier(
     # read back every ``SYNC_EVERY`` steps, so the host never waits on each step
     x_dev, y_dev = jnp.asarray(x_train), jnp.asarray(y_train, jnp.int32)
     t0 = time.perf_counter()
-    first_step_s = None
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    for epoch in range(epochs):
+    first_step_s, start, spent = None, 0, 0.0
+    if checkpoint is not None and os.path.isfile(checkpoint):
+        state, meta = load_checkpoint(checkpoint, state)
+        if meta.get("steps") != total or meta.get("batch_size") != batch_size:
+            raise ValueError(
+                f"{checkpoint!r} is from a run of {meta.get('steps')} steps of batch "
+                f"{meta.get('batch_size')}, not {total} of {batch_size}: remove it to start over"
+            )
+        history, start, spent = meta["history"], meta["epoch"], meta["train_time_s"]
+        first_step_s = meta["first_step_s"]
+    bar = tqdm(total=total, initial=start * steps_per_epoch, desc=desc,
+               disable=not progress, leave=False)  # fmt: skip
+    for epoch in range(start, epochs):
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         pending, sums, done = [], np.zeros(3), 0
         for i in range(steps_per_epoch):
@@ -121,8 +139,15 @@ def train_classifier(
         history.append(
             {"epoch": epoch + 1, "loss": sums[0] / k, "reg": sums[1] / k, "accuracy": sums[2] / k}
         )
+        if checkpoint is not None:
+            meta = {"epoch": epoch + 1, "history": history, "steps": total,
+                    "batch_size": batch_size, "first_step_s": first_step_s,
+                    "train_time_s": spent + time.perf_counter() - t0}  # fmt: skip
+            save_checkpoint(checkpoint, state, meta=meta)
     bar.close()
-    train_time = time.perf_counter() - t0
+    train_time = spent + time.perf_counter() - t0
+    if checkpoint is not None and os.path.isfile(checkpoint):
+        os.remove(checkpoint)
     test = _run_eval(jax.jit(make_eval_step(graphdef, loss=loss)), state.params,
                      np.asarray(x_test, np.float32), np.asarray(y_test, np.int32),
                      eval_batch_size)  # fmt: skip

@@ -267,3 +267,45 @@ def test_level_diagnostics_of_the_root_match_the_contraction():
     dep = 1 - np.sum(np.mean(u, axis=0) ** 2)
     assert rows[-1]["input_dependence"] == pytest.approx(dep, rel=1e-3, abs=1e-6)
     assert 0 < dep < 1 and 1 <= rows[-1]["participation"] <= 5
+
+
+@pytest.mark.optax_step
+def test_train_classifier_continues_an_interrupted_run_from_its_checkpoint(tmp_path, monkeypatch):
+    """Killed right after epoch 1's checkpoint, a second call finishes the run: the same
+    parameters and history as an uninterrupted run, and the file is gone at the end."""
+    import experiments._fit as fit_mod
+    from experiments import train_classifier
+
+    rng = np.random.default_rng(0)
+    x, y = (rng.random((32, 8, 8)) < 0.3).astype(np.uint8), rng.integers(0, 10, 32)
+    kw = dict(epochs=3, batch_size=8, progress=False, eval_batch_size=16)
+
+    def model():
+        return task_convac((3, 4, 5), key=jax.random.key(0), canvas=8)
+
+    whole = train_classifier(model(), x, y, x[:16], y[:16], **kw)
+    ckpt = str(tmp_path / "run.msgpack")
+    real_save = fit_mod.save_checkpoint
+
+    def save_then_die(path, tree, *, meta):
+        real_save(path, tree, meta=meta)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(model(), x, y, x[:16], y[:16], checkpoint=ckpt, **kw)
+    assert os.path.isfile(ckpt)
+    monkeypatch.setattr(fit_mod, "save_checkpoint", real_save)
+    resumed = train_classifier(model(), x, y, x[:16], y[:16], checkpoint=ckpt, **kw)
+    assert not os.path.exists(ckpt)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    for a, b in zip(whole["history"], resumed["history"], strict=True):
+        assert a == pytest.approx(b, rel=1e-6)
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
+    for a, b in zip(whole["model"].network.convs, resumed["model"].network.convs, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    monkeypatch.setattr(fit_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(model(), x, y, x[:16], y[:16], checkpoint=ckpt, **kw)
+    with pytest.raises(ValueError, match="remove it to start over"):  # another run's file
+        train_classifier(model(), x, y, x[:16], y[:16], checkpoint=ckpt, **{**kw, "epochs": 4})
