@@ -26,9 +26,9 @@ from tnjax._training.step import init_train_state, make_optimizer, make_train_st
 
 MODES = {
     "quick": dict(canvas=64, archs=["wide-base"], rs=[1], batches=[8], loop_batch=8,
-                  loop_steps=4, repeats=2),
+                  loop_steps=4, repeats=2, loop_families=["convac"]),
     "full": dict(canvas=64, archs=list(ARCHS), rs=[6, 12, 24], batches=[32, 128],
-                 loop_batch=32, loop_steps=60, repeats=8),
+                 loop_batch=32, loop_steps=60, repeats=8, loop_families=["relu", "convac"]),
 }  # fmt: skip
 
 
@@ -110,7 +110,7 @@ def main(argv=None):
         print(f"[throughput] {fam} {arch} r={r} batch {batch}: "
               f"{row['samples_per_s']:.0f} samples/s", flush=True)  # fmt: skip
     loops = []
-    for fam, r in itertools.product(("relu", "convac"), cfg["rs"][:2]):
+    for fam, r in itertools.product(cfg["loop_families"], cfg["rs"][:2]):
         b = cfg["loop_batch"]
         t0 = time.perf_counter()
         row = {"family": fam, "arch": "wide-base", "r": r, "batch": b}

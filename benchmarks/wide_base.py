@@ -38,7 +38,11 @@ def _campaign(out, loss, quick):
 def _runs(path):
     with open(path) as f:
         runs = json.load(f)["runs"]
-    return {(u["r"], u["seed"]): u for u in runs if u["family"] == "convac"}
+    return {
+        (u["r"], u["seed"]): u
+        for u in runs
+        if (u["family"], u["task"], u["arch"]) == ("convac", "global", "wide-base")
+    }
 
 
 def plot(before, after, out):
