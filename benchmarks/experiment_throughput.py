@@ -25,7 +25,7 @@ from experiments import ARCHS, ReLUConvNet, channel_list, task_convac, train_cla
 from tnjax._training.step import init_train_state, make_optimizer, make_train_step
 
 MODES = {
-    "quick": dict(canvas=64, archs=["wide-base"], rs=[1], batches=[8], loop_batch=8,
+    "quick": dict(canvas=16, archs=["wide-base"], rs=[1], batches=[8], loop_batch=8,
                   loop_steps=4, repeats=2, loop_families=["convac"]),
     "full": dict(canvas=64, archs=list(ARCHS), rs=[6, 12, 24], batches=[32, 128],
                  loop_batch=32, loop_steps=60, repeats=8, loop_families=["relu", "convac"]),
@@ -33,7 +33,7 @@ MODES = {
 
 
 def _model(family, arch, r, canvas):
-    ch = channel_list(arch, r)
+    ch = channel_list(arch, r)[: int(np.log2(canvas))]  # quick mode: fewer levels
     if family == "relu":
         return ReLUConvNet(ch, rngs=nnx.Rngs(0))
     return task_convac(ch, key=jax.random.key(0), canvas=canvas)
@@ -43,8 +43,9 @@ def _images(n, canvas, seed=0):
     """Sparse 0/1 images like the tasks' (a block of ones at a random place)."""
     rng = np.random.default_rng(seed)
     x = np.zeros((n, canvas, canvas), np.uint8)
-    for k, (i, j) in enumerate(rng.integers(0, canvas - 16, size=(n, 2))):
-        x[k, i : i + 16, j : j + 16] = rng.random((16, 16)) < 0.3
+    s = canvas // 4
+    for k, (i, j) in enumerate(rng.integers(0, canvas - s, size=(n, 2))):
+        x[k, i : i + s, j : j + s] = rng.random((s, s)) < 0.3
     return x, rng.integers(0, 10, n).astype(np.int32)
 
 
