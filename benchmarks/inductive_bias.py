@@ -56,6 +56,7 @@ from experiments import (
     task_convac,
     train_classifier,
 )
+from tnjax._training.losses import LOSSES
 
 #: Levine et al. 2018, Fig. 10: test accuracy (%) [+-1], keyed (task, arch, r)
 PAPER = {
@@ -252,7 +253,7 @@ def main(argv=None):
     )  # fmt: skip
     p.add_argument(
         "--convac-loss", default=TRAIN_SETTINGS["loss_convac_name"],
-        choices=("softmax", "softmax_centered", "born"), help="the ConvACs' training loss",
+        choices=LOSSES, help="the ConvACs' training loss",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.recompute_entropies and not args.resume:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from tnjax._contraction.forward import _leaves
+from tnjax._contraction.kernels import conv_pool
 from tnjax.models import ConvAC
 
 __all__ = ["level_diagnostics"]
@@ -35,13 +36,11 @@ def level_diagnostics(model: ConvAC, x) -> list[dict]:
         (2.0, 0.0)
     """
     net = model.network
-    v = jnp.swapaxes(model.features(jnp.asarray(x)), 0, 1)[np.asarray(net.tree.order)]
+    v = _leaves(net, model.features(jnp.asarray(x)))  # (nodes, batch, M), leaf order
     rows = []
     for lvl, k in enumerate(net.tree.windows):
-        w = net.convs[lvl]
-        y = jnp.einsum("nbi,io->nbo" if w.ndim == 2 else "nbi,nio->nbo", v, w)
-        n, b, r = y.shape
-        y = jnp.prod(y.reshape(n // k, k, b, r), axis=1)
+        y = conv_pool(v, net.convs[lvl], k)  # the level contract runs, unnormalised
+        r = y.shape[-1]
         norm = jnp.linalg.norm(y, axis=-1, keepdims=True)
         v = y / norm
         mean = jnp.mean(v, axis=1)  # per node, over the batch

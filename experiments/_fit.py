@@ -66,7 +66,7 @@ def train_classifier(
     eval_batch_size: int = 500,
     progress: bool = True,
     desc: str = "train",
-    convac_loss: str = "softmax",
+    convac_loss: str = TRAIN_SETTINGS["loss_convac_name"],
     checkpoint: str | None = None,
 ) -> dict:
     """Train with Adam + warmup-cosine on minibatches, return the trained model and metrics.
